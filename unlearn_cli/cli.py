@@ -1,0 +1,203 @@
+"""``unlearn run|list``: hands overrides to Hydra after validating every sweep point.
+
+``unlearn run [-m] key=value ...`` composes the config groups with Hydra. Before anything runs,
+each point of the sweep is composed and bound to its components, so a typo in a 100-point sweep
+fails in a second with one line instead of in job 57 on Slurm.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import List
+
+from unlearn_cli.errors import UserError, suggest
+
+GROUPS = ("model", "benchmark", "method", "optimizer", "attack", "eval", "logger", "distributed", "experiment")
+USAGE = """usage: unlearn run [-m|--multirun] [key=value ...]   run (or sweep) an experiment
+       unlearn list [group]                           registered components and config options
+       unlearn --help"""
+
+
+def conf_dir() -> Path:
+    """``$UNLEARN_CONF_DIR`` or the ``conf/`` folder beside the package."""
+    path = Path(os.environ.get("UNLEARN_CONF_DIR", Path(__file__).resolve().parent.parent / "conf"))
+    if not (path / "config.yaml").exists():
+        raise UserError(f"config directory '{path}' has no config.yaml; set UNLEARN_CONF_DIR")
+    return path
+
+
+def group_options(group: str) -> List[str]:
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+
+
+def _fail(message: str, code: int = 2) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    raise SystemExit(code)
+
+
+# -- validation ---------------------------------------------------------------------------------
+def _check_group_choices(overrides: List[str]) -> None:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    for ov in OverridesParser.create().parse_overrides(overrides):
+        group = ov.key_or_group
+        if group not in GROUPS or ov.is_delete():
+            continue
+        values = ov.sweep_string_iterator() if ov.is_sweep_override() else [ov.value()]
+        for value in values:
+            for choice in (value if isinstance(value, list) else [value]):
+                if choice is None:
+                    continue
+                options = group_options(group)
+                if str(choice) not in options:
+                    raise UserError(f"unknown {group} '{choice}';{suggest(choice, options)} known: {', '.join(options)}")
+
+
+def _sweep_points(overrides: List[str], multirun: bool) -> List[List[str]]:
+    if not multirun:
+        return [overrides]
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return [point for batch in BasicSweeper.split_arguments(parsed, None) for point in batch]
+
+
+def _compose_one(overrides: List[str]):
+    from hydra import compose
+    from hydra.errors import ConfigCompositionException
+    from omegaconf.errors import ConfigKeyError
+
+    try:
+        return compose(config_name="config", overrides=overrides)
+    except (ConfigCompositionException, ConfigKeyError) as err:
+        raise UserError(_explain_compose_error(err, overrides)) from None
+
+
+def _explain_compose_error(err: Exception, overrides: List[str]) -> str:
+    text = f"{err} {getattr(err, '__cause__', '') or ''}"
+    for ov in overrides:
+        key = ov.split("=", 1)[0].lstrip("+~")
+        if "." in key and (f"'{key}'" in text or key.rsplit(".", 1)[1] in text):
+            parent, leaf = key.rsplit(".", 1)
+            rest = [o for o in overrides if o != ov]
+            try:
+                from hydra import compose
+
+                base = compose(config_name="config", overrides=rest)
+                section = base.select(parent) if hasattr(base, "select") else None
+            except Exception:  # noqa: BLE001 - best effort for the message only
+                section = None
+            from omegaconf import OmegaConf
+
+            section = OmegaConf.select(base, parent) if section is None and "base" in locals() else section
+            valid = [k for k in (section.keys() if section is not None and hasattr(section, "keys") else []) if k != "name"]
+            what = f"{parent} '{section.get('name')}'" if section is not None and hasattr(section, "get") and section.get("name") else f"'{parent}'"
+            return f"unknown hyperparameter '{key}' for {what};{suggest(leaf, valid)} valid: {', '.join(map(str, valid))}"
+    return " ".join(str(err).split())
+
+
+def validate(overrides: List[str], multirun: bool) -> int:
+    """Compose and bind every sweep point; returns the number of points."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from unlearn_cli import components, rundir
+
+    own = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
+    _check_group_choices(own)
+    points = _sweep_points(own, multirun)
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        for point in points:
+            cfg = _compose_one(point)
+            components.build(cfg)
+            sweep_dir = f"{cfg.output_root}/multirun/{cfg.sweep_name}" if multirun else None
+            rundir.claim(rundir.resolve(cfg, sweep_dir), bool(cfg.overwrite), create=False)
+    GlobalHydra.instance().clear()
+    return len(points)
+
+
+# -- hydra entry --------------------------------------------------------------------------------
+FAILED: List[str] = []
+
+
+def _task(cfg) -> None:
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    from unlearn_cli import pipeline
+
+    hc = HydraConfig.get()
+    multirun = hc.mode == RunMode.MULTIRUN
+    try:
+        pipeline.run(cfg, hc.sweep.dir if multirun else None)
+    except UserError as err:
+        if not multirun:
+            _fail(str(err))
+        print(f"error: job {hc.job.num}: {err}", file=sys.stderr)
+        FAILED.append(str(err))
+
+
+def _hydra_main(argv: List[str]) -> None:
+    import hydra
+
+    sys.argv = ["unlearn"] + argv
+    hydra.main(config_path=str(conf_dir()), config_name="config", version_base="1.3")(_task)()
+
+
+def cmd_run(argv: List[str]) -> None:
+    multirun = any(a in ("-m", "--multirun") for a in argv)
+    flags = [a for a in argv if a.startswith("-") and a not in ("-m", "--multirun")]
+    overrides = [a for a in argv if not a.startswith("-")]
+    if not flags:
+        validate(overrides, multirun)
+    _hydra_main(argv)
+    if FAILED:
+        _fail(f"{len(FAILED)} sweep job(s) failed; first: {FAILED[0]}", code=1)
+
+
+def cmd_list(argv: List[str]) -> None:
+    from unlearn_cli.registry import ALL
+
+    groups = argv or list(GROUPS)
+    for group in groups:
+        if group not in GROUPS:
+            raise UserError(f"unknown group '{group}';{suggest(group, GROUPS)} known: {', '.join(GROUPS)}")
+        print(f"{group}:")
+        registry = ALL.get(group)
+        docs = dict(registry.describe()) if registry else {}
+        for option in group_options(group):
+            print(f"  {option:<16} {docs.get(option, _yaml_description(group, option))}")
+        if group == "eval":
+            print("  metrics:")
+            for name, doc in ALL["metric"].describe():
+                print(f"    {name:<14} {doc}")
+
+
+def _yaml_description(group: str, option: str) -> str:
+    for line in (conf_dir() / group / f"{option}.yaml").read_text().splitlines():
+        if line.startswith("# ") and not line.startswith("# @package"):
+            return line[2:].strip()
+    return ""
+
+
+def main(argv: List[str] | None = None) -> None:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        print(USAGE)
+        return
+    cmd, rest = argv[0], argv[1:]
+    commands = {"run": cmd_run, "list": cmd_list}
+    try:
+        if cmd not in commands:
+            raise UserError(f"unknown command '{cmd}';{suggest(cmd, commands)} known: {', '.join(commands)}")
+        commands[cmd](rest)
+    except UserError as err:
+        _fail(str(err))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Benchmark data: item types, generators and loaders, tokenisation and batching."""

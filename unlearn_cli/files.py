@@ -1,0 +1,81 @@
+"""Atomic file writes, config hashing and secret redaction."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any, Iterable
+
+SECRET = re.compile(r"(token|api[_-]?key|secret|password|passwd|credential)", re.IGNORECASE)
+REDACTED = "<redacted>"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write to a temp file in the same directory, fsync, then rename over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def atomic_write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def publish_dir(tmp: Path, final: Path) -> Path:
+    """Move a fully written temp directory into place; if another process won the race, keep its copy."""
+    final.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        if final.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            raise
+    return final
+
+
+def replace_dir(tmp: Path, final: Path) -> Path:
+    """Replace ``final`` by ``tmp`` (old copy removed only after the new one is complete)."""
+    if final.exists():
+        old = final.with_name(final.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(final, old)
+        os.replace(tmp, final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    return final
+
+
+def redact(obj: Any) -> Any:
+    """A copy with values of secret-looking keys (token, api_key, password, ...) replaced."""
+    if isinstance(obj, dict):
+        return {k: (REDACTED if SECRET.search(str(k)) and v not in (None, "") else redact(v)) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [redact(v) for v in obj]
+    return obj
+
+
+def stable_hash(obj: Any, length: int = 10) -> str:
+    """Short sha256 of the canonical JSON of ``obj``."""
+    blob = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
+def without(d: dict, keys: Iterable[str]) -> dict:
+    return {k: v for k, v in d.items() if k not in set(keys)}

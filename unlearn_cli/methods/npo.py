@@ -1,0 +1,48 @@
+"""Negative Preference Optimization."""
+
+from typing import Literal
+
+from unlearn_cli.losses import npo_loss, sequence_nll
+from unlearn_cli.methods._retain import RetainLoss, retain_term
+from unlearn_cli.errors import UserError
+from unlearn_cli.registry import METHODS
+
+
+@METHODS.register("npo")
+class NPO:
+    """NPO (Zhang et al. 2024, arXiv 2404.05868): ``w_f (2/beta) mean softplus(-beta (l - l_ref)) + lambda R``.
+
+    ``l`` is the summed answer NLL of a forget sequence under theta and ``l_ref`` under the frozen
+    theta_0 (cached once per example). ``reduction: mean_token`` uses the length-normalised NLL
+    instead (the WMDP code's variant). R: retain NLL or KL (``retain_weight: 0`` = plain NPO).
+    Defaults beta 0.1, lambda 1 (methods.md §2.4).
+    """
+
+    needs_reference = True
+
+    def __init__(self, beta: float = 0.1, forget_weight: float = 1.0, retain_weight: float = 1.0,
+                 retain_loss: RetainLoss = "nll", reduction: Literal["sum", "mean_token"] = "sum"):
+        if beta <= 0:
+            raise UserError(f"method.beta must be > 0, got {beta}")
+        self.beta = beta
+        self.forget_weight = forget_weight
+        self.retain_weight = retain_weight
+        self.retain_loss = retain_loss
+        self.reduction = reduction
+        self.needs_retain = retain_weight > 0
+
+    def loss(self, model, batch, reference=None):
+        f = batch["forget"]
+        out = model(input_ids=f["input_ids"], attention_mask=f["attention_mask"])
+        nll, count = sequence_nll(out.logits, f["labels"])
+        ref = reference.sequence_nll("forget", f)
+        if self.reduction == "mean_token":
+            nll, ref = nll / count.clamp_min(1), ref / count.clamp_min(1)
+        forget = npo_loss(nll, ref, self.beta)
+        logs = {"forget_loss": forget.detach(), "forget_nll": (nll / count.clamp_min(1)).mean().detach()}
+        loss = self.forget_weight * forget
+        if self.needs_retain:
+            retain = retain_term(self.retain_loss, model, batch["retain"], reference)
+            loss = loss + self.retain_weight * retain
+            logs["retain_loss"] = retain.detach()
+        return loss, logs

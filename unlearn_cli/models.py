@@ -1,0 +1,101 @@
+"""Model construction, loading and saving (safetensors, no remote code unless asked)."""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+from unlearn_cli.errors import UserError
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass
+class ModelSpec:
+    """The ``model`` config group.
+
+    ``kind: tiny`` builds a small Llama from the fields below (tokenizer trained on the
+    benchmark's text); ``kind: pretrained`` loads ``path`` (a local dir or a Hugging Face id).
+    """
+
+    kind: str = "tiny"
+    path: Optional[str] = None
+    tokenizer_path: Optional[str] = None
+    architecture: str = "llama"
+    hidden_size: int = 128
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: Optional[int] = None
+    intermediate_size: int = 512
+    vocab_size: int = 1024
+    max_positions: int = 256
+    dtype: str = "float32"
+    precision: str = "bf16"
+    prompt_template: str = "Question: {question}\nAnswer:"
+    trust_remote_code: bool = False
+    attn_implementation: Optional[str] = None
+
+
+def device() -> torch.device:
+    """CUDA when available, else CPU (the LOCAL_RANK device under torchrun)."""
+    if torch.cuda.is_available():
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
+    return torch.device("cpu")
+
+
+def build_tiny(spec: ModelSpec, vocab: int, tokenizer, seed: int) -> LlamaForCausalLM:
+    """A freshly initialised small Llama sized to the tokenizer (``len(tokenizer)`` entries)."""
+    cfg = LlamaConfig(
+        vocab_size=vocab,
+        hidden_size=spec.hidden_size,
+        intermediate_size=spec.intermediate_size,
+        num_hidden_layers=spec.num_layers,
+        num_attention_heads=spec.num_heads,
+        num_key_value_heads=spec.num_kv_heads or spec.num_heads,
+        max_position_embeddings=spec.max_positions,
+        tie_word_embeddings=True,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(cfg)
+    return model.to(DTYPES[spec.dtype])
+
+
+def load_pretrained(path: str, spec: ModelSpec):
+    """Load model + tokenizer from a directory or hub id (safetensors only by default)."""
+    if os.path.sep in str(path) and not Path(path).exists():
+        raise UserError(f"model.path '{path}' does not exist")
+    kwargs = dict(dtype=DTYPES[spec.dtype], trust_remote_code=spec.trust_remote_code, use_safetensors=True)
+    if spec.attn_implementation:
+        kwargs["attn_implementation"] = spec.attn_implementation
+    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    tok = AutoTokenizer.from_pretrained(spec.tokenizer_path or path, trust_remote_code=spec.trust_remote_code)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    tok.padding_side = "left"
+    return model, tok
+
+
+def save(model, tokenizer, directory: Path) -> None:
+    """HF format with safetensors weights."""
+    directory.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(directory, safe_serialization=True)
+    tokenizer.save_pretrained(directory)
+
+
+def frozen_copy(model):
+    """A detached, eval-mode, no-grad copy (the reference model theta_0)."""
+    ref = copy.deepcopy(model)
+    ref.eval()
+    for p in ref.parameters():
+        p.requires_grad_(False)
+    return ref

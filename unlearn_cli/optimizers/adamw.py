@@ -1,0 +1,22 @@
+"""AdamW."""
+
+from typing import List
+
+import torch
+
+from unlearn_cli.registry import OPTIMIZERS
+
+
+@OPTIMIZERS.register("adamw")
+class AdamW:
+    """AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay (torch implementation)."""
+
+    first_order = True
+
+    def __init__(self, betas: List[float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
+        self.betas = tuple(betas)
+        self.eps = eps
+        self.weight_decay = weight_decay
+
+    def build(self, params, lr: float) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(params, lr=lr, betas=self.betas, eps=self.eps, weight_decay=self.weight_decay)

@@ -1,0 +1,21 @@
+"""Stochastic gradient descent."""
+
+import torch
+
+from unlearn_cli.registry import OPTIMIZERS
+
+
+@OPTIMIZERS.register("sgd")
+class SGD:
+    """SGD with optional (Nesterov) momentum and L2 weight decay (torch implementation)."""
+
+    first_order = True
+
+    def __init__(self, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.weight_decay = weight_decay
+
+    def build(self, params, lr: float) -> torch.optim.Optimizer:
+        return torch.optim.SGD(params, lr=lr, momentum=self.momentum, nesterov=self.nesterov,
+                               weight_decay=self.weight_decay)

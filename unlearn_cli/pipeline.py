@@ -1,0 +1,240 @@
+"""THE run, top to bottom.
+
+compose (cli) -> set up (seed, run dir, provenance, logger) -> build components -> load benchmark
+-> prepare target/oracle (cached, embedded benchmarks only) -> eval target -> unlearn -> eval
+unlearned -> attack(s), each evaluated as its own stage -> eval oracle -> results.json + summary.
+Stages listed in ``skip`` are not run.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import numpy as np
+import torch
+from omegaconf import DictConfig, OmegaConf
+
+from unlearn_cli import components, models, prepare, progress, rundir
+from unlearn_cli.data.encoding import EncodedQA, encode_qa
+from unlearn_cli.errors import NonFiniteLossError, UserError
+from unlearn_cli.files import atomic_write_json, atomic_write_text, redact, replace_dir
+from unlearn_cli.provenance import Provenance
+from unlearn_cli.reference import Reference
+from unlearn_cli.scoring import StageScorer
+from unlearn_cli.summary import print_summary
+from unlearn_cli.training import BatchStream, autocast_factory, total_steps, train
+
+log = logging.getLogger("unlearn_cli")
+
+STAGE_SEEDS = {"unlearn": 1, "attack": 2}
+
+
+def quiet_libraries() -> None:
+    """Silence third-party chatter (HF weight-loading bars, absl INFO lines from rouge_score)."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    logging.getLogger("absl").setLevel(logging.WARNING)
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+@dataclass
+class AttackContext:
+    """What an attack may use: the encoded unlearning data, the seed, the loop's plumbing."""
+
+    train_encoded: Dict[str, EncodedQA]
+    tokenizer: object
+    seed: int
+    pad_id: int
+    device: torch.device
+    log: Callable
+    stage: str
+    default_optimizer: object
+
+
+class Run:
+    """One unlearning run; ``execute()`` performs every stage and returns the run directory."""
+
+    def __init__(self, cfg: DictConfig, sweep_dir: Optional[str] = None):
+        self.cfg = cfg
+        self.c = components.build(cfg)
+        self.run_dir = rundir.resolve(cfg, sweep_dir)
+        self.name = rundir.run_name(cfg)
+        self.device = models.device()
+        self.metrics: Dict[str, float] = {}
+        self.seed = int(cfg.seed)
+
+    # -- setup ---------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        quiet_libraries()
+        progress.set_enabled(bool(self.cfg.get("progress", True)))
+        if self.cfg.get("threads"):
+            torch.set_num_threads(int(self.cfg.threads))
+        rundir.claim(self.run_dir, bool(self.cfg.get("overwrite", False)))
+        self.provenance = Provenance(self.seed, self.device)
+        self.plain_cfg = redact(OmegaConf.to_container(self.cfg, resolve=True))
+        atomic_write_text(self.run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(self.plain_cfg)))
+        results = self.run_dir / "results.json"
+        if results.exists():
+            results.unlink()  # a stale or overwritten run; it is rewritten at the end
+        self.logger = self.c.logger
+        self.logger.start(self.run_dir, self.name, self.plain_cfg, group=self.cfg.get("sweep_name"))
+
+    def _log(self, stage: str, step: int, values: dict) -> None:
+        self.logger.log(stage, step, values)
+
+    # -- data and models -------------------------------------------------------------------------
+    def _load_data(self) -> None:
+        self.data = self.c.benchmark.load()
+        for split in ("forget",) + (("retain",) if self.c.method.needs_retain else ()):
+            if not self.data.train.get(split):
+                raise UserError(f"method '{self.cfg.method.name}' needs a non-empty '{split}' training split, "
+                                f"which benchmark '{self.cfg.benchmark.name}' does not provide")
+
+    def _prepare(self) -> None:
+        spec, b = self.c.model, self.c.benchmark
+        self.oracle_path = None
+        if spec.kind == "tiny":
+            if not getattr(b, "builds_target", False):
+                raise UserError(f"model=tiny needs a benchmark that builds its own target; "
+                                f"'{self.cfg.benchmark.name}' names a given checkpoint (use a pretrained model)")
+            cache = Path(str(self.cfg.cache_dir)).expanduser()
+            tok_dir = prepare.tokenizer_for(cache, b.cache_key(), self.data.corpus, spec.vocab_size)
+            common = dict(cache_dir=cache, benchmark_key=b.cache_key(), spec=spec, tokenizer_dir=tok_dir,
+                          recipe=OmegaConf.to_container(self.cfg.prepare, resolve=True),
+                          train_settings=self.c.prepare.train, optimizer_spec=self.c.prepare.optimizer,
+                          seed=self.c.prepare.seed, log=self._log, device=self.device)
+            self.target_path = prepare.prepared_model("target", self.data.train, **common)
+            if "eval_oracle" not in self.c.skip:
+                self.oracle_path = prepare.prepared_model("oracle", {"retain": self.data.train["retain"]}, **common)
+            self.provenance.set("prepared", {"target": str(self.target_path),
+                                             "oracle": str(self.oracle_path) if self.oracle_path else None})
+        elif spec.kind == "pretrained":
+            if not spec.path:
+                raise UserError("model.kind=pretrained needs model.path (a local directory or a Hugging Face id)")
+            self.target_path = spec.path
+        else:
+            raise UserError(f"model.kind must be 'tiny' or 'pretrained', got '{spec.kind}'")
+
+    def _load(self, path):
+        if self.c.model.kind == "tiny":
+            model, tok = prepare.load_prepared(path, self.c.model)
+        else:
+            model, tok = models.load_pretrained(path, self.c.model)
+        model.to(self.device).eval()
+        return model, tok
+
+    def _encode(self) -> None:
+        tpl = self.c.model.prompt_template
+        self.train_encoded = {k: encode_qa(self.tok, v, tpl) for k, v in self.data.train.items() if v}
+        needed = sorted({s for m in self.c.metrics for s in getattr(m, "splits", [])})
+        unknown = [s for s in needed if s not in self.data.qa]
+        if unknown:
+            raise UserError(f"eval.metrics: unknown split '{unknown[0]}' for benchmark '{self.cfg.benchmark.name}'; "
+                            f"known: {', '.join(sorted(self.data.qa))}")
+        self.eval_items = {s: self.data.qa[s] for s in needed}
+        self.eval_encoded = {s: encode_qa(self.tok, self.eval_items[s], tpl) for s in needed}
+
+    # -- stages ----------------------------------------------------------------------------------
+    def _evaluate(self, stage: str, model) -> None:
+        autocast = autocast_factory(self.c.unlearn.precision, self.device)
+        scorer = StageScorer(model, self.tok, self.eval_items, self.eval_encoded, self.c.decode, autocast, stage)
+        with self.provenance.stage(f"eval_{stage}"):
+            values = {}
+            for metric in self.c.metrics:
+                values.update(metric.compute(scorer))
+        self.metrics.update({f"{stage}/{k}": float(v) for k, v in values.items()})
+        self._log("eval", 0, {f"{stage}/{k}": float(v) for k, v in values.items()})
+
+    def _unlearn(self, model) -> None:
+        method, settings = self.c.method, self.c.unlearn
+        seed_everything(self.seed + STAGE_SEEDS["unlearn"])
+        autocast = autocast_factory(settings.precision, self.device)
+        reference = None
+        if method.needs_reference:
+            reference = Reference(models.frozen_copy(model), self.tok.pad_token_id,
+                                  cache=bool(self.cfg.get("cache_reference", True)), autocast=autocast)
+            reference.precompute("forget", self.train_encoded["forget"])
+        splits = {"forget": self.train_encoded["forget"]}
+        sizes = {"forget": settings.batch_size}
+        if method.needs_retain:
+            splits["retain"] = self.train_encoded["retain"]
+            sizes["retain"] = settings.retain_batch_size
+        stream = BatchStream(splits, sizes, self.tok.pad_token_id, self.seed + STAGE_SEEDS["unlearn"])
+        steps = total_steps(settings, len(splits["forget"]), settings.batch_size)
+        optimizer = self.c.optimizer.build([p for p in model.parameters() if p.requires_grad], settings.lr)
+        train(model, lambda m, b: method.loss(m, b, reference), stream, optimizer, settings, steps,
+              stage="unlearn", log=self._log, device=self.device)
+
+    def _attack(self, name: str, attack, unlearned) -> None:
+        seed_everything(self.seed + STAGE_SEEDS["attack"])
+        ctx = AttackContext(self.train_encoded, self.tok, self.seed, self.tok.pad_token_id, self.device,
+                            self._log, f"attack {name}", self.c.prepare.optimizer)
+        with self.provenance.stage(f"attack_{name}"):
+            attacked = attack.run(ctx, copy.deepcopy(unlearned))
+        self._evaluate(name, attacked)
+
+    # -- outputs ---------------------------------------------------------------------------------
+    def _write_results(self, status: str) -> None:
+        atomic_write_json(self.run_dir / "results.json",
+                          {"status": status, "run_name": self.name, "metrics": self.metrics})
+        atomic_write_json(self.run_dir / "provenance.json", self.provenance.as_dict())
+
+    def _save_model(self, model) -> None:
+        tmp = self.run_dir / ".model.tmp"
+        models.save(model, self.tok, tmp)
+        replace_dir(tmp, self.run_dir / "model")
+
+    def execute(self) -> Path:
+        self._setup()
+        try:
+            with self.provenance.stage("load_data"):
+                self._load_data()
+            with self.provenance.stage("prepare"):
+                self._prepare()
+            model, self.tok = self._load(self.target_path)
+            self._encode()
+            if "eval_target" not in self.c.skip:
+                self._evaluate("target", model)
+            if "unlearn" not in self.c.skip:
+                try:
+                    with self.provenance.stage("unlearn"):
+                        self._unlearn(model)
+                except NonFiniteLossError:
+                    if self.cfg.get("save_model"):
+                        self._save_model(model)
+                    self._write_results("failed: non-finite loss during unlearning")
+                    raise
+                if "eval_unlearned" not in self.c.skip:
+                    self._evaluate("unlearned", model)
+            if "attack" not in self.c.skip:
+                for name, attack in self.c.attacks:
+                    self._attack(name, attack, model)
+            if self.cfg.get("save_model"):
+                self._save_model(model)
+            if self.oracle_path is not None and "eval_oracle" not in self.c.skip:
+                oracle, _ = self._load(self.oracle_path)
+                self._evaluate("oracle", oracle)
+            self._write_results("complete")
+            self.logger.summary(self.metrics)
+        finally:
+            self.logger.close()
+        print_summary(self.metrics, self.name)
+        progress.console.print(f"results: {self.run_dir / 'results.json'}")
+        return self.run_dir
+
+
+def run(cfg: DictConfig, sweep_dir: Optional[str] = None) -> Path:
+    """Validate, then execute one run."""
+    return Run(cfg, sweep_dir).execute()

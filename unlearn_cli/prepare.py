@@ -1,0 +1,88 @@
+"""Prepare stage: the target model (trained on forget + retain) and the oracle (retain only).
+
+Only for benchmarks whose target is built locally (the embedded default); real benchmarks name a
+given checkpoint instead. Artifacts are cached under ``<cache_dir>/prepared/<name>-<key>`` where
+the key hashes everything that determines them (benchmark settings, model spec, recipe, seed,
+role, recipe version); they are written to a temp dir and renamed into place, so a crash never
+leaves a half-written cache entry and concurrent sweep jobs cannot corrupt each other's.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Callable, Dict
+
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
+
+from unlearn_cli import models
+from unlearn_cli.data.encoding import encode_qa
+from unlearn_cli.data.tokenizer import train_bpe_tokenizer
+from unlearn_cli.files import atomic_write_json, publish_dir, stable_hash
+from unlearn_cli.finetune import finetune
+
+RECIPE_VERSION = 1
+
+
+def _entry(cache_dir: Path, name: str, key_obj: dict) -> Path:
+    return Path(cache_dir).expanduser() / "prepared" / f"{name}-{stable_hash(key_obj, 12)}"
+
+
+def tokenizer_for(cache_dir: Path, benchmark_key: dict, corpus, vocab_size: int) -> Path:
+    """Cached BPE tokenizer trained on the benchmark's text."""
+    key = {"v": RECIPE_VERSION, "benchmark": benchmark_key, "vocab_size": vocab_size}
+    final = _entry(cache_dir, f"{benchmark_key['name']}-tokenizer", key)
+    if not (final / "tokenizer.json").exists():
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
+        train_bpe_tokenizer(corpus, vocab_size).save_pretrained(tmp)
+        atomic_write_json(tmp / "prepared.json", key)
+        publish_dir(tmp, final)
+    return final
+
+
+def load_tokenizer(path: Path):
+    tok = PreTrainedTokenizerFast.from_pretrained(str(path))
+    tok.padding_side = "left"
+    return tok
+
+
+def prepared_model(role: str, train_items: Dict[str, list], *, cache_dir: Path, benchmark_key: dict,
+                   spec: models.ModelSpec, tokenizer_dir: Path, recipe: dict, train_settings, optimizer_spec,
+                   seed: int, log: Callable, device) -> Path:
+    """Path of the cached ``role`` model (target / oracle), building it first if absent."""
+    key = {"v": RECIPE_VERSION, "role": role, "benchmark": benchmark_key, "model": asdict(spec),
+           "recipe": recipe, "seed": seed, "splits": sorted(train_items)}
+    final = _entry(cache_dir, f"{benchmark_key['name']}-{role}", key)
+    if (final / "prepared.json").exists():
+        return final
+    tok = load_tokenizer(tokenizer_dir)
+    model = models.build_tiny(spec, len(tok), tok, seed).to(device)
+    items = [it for split in sorted(train_items) for it in train_items[split]]
+    encoded = encode_qa(tok, items, spec.prompt_template)
+    start = time.perf_counter()
+    last = finetune(model, {"train": encoded}, train_settings, optimizer_spec, seed=seed,
+                    pad_id=tok.pad_token_id, stage=f"prepare {role}", log=log, device=device)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
+    try:
+        models.save(model.cpu(), tok, tmp)
+        atomic_write_json(tmp / "prepared.json", {"key": key, "final_train": last,
+                                                  "seconds": round(time.perf_counter() - start, 2)})
+        publish_dir(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
+
+
+def load_prepared(path: Path, spec: models.ModelSpec):
+    model = AutoModelForCausalLM.from_pretrained(str(path), dtype=models.DTYPES[spec.dtype], use_safetensors=True)
+    return model, load_tokenizer(path)
+
+
+def describe(path: Path) -> dict:
+    return json.loads((Path(path) / "prepared.json").read_text())

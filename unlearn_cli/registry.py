@@ -1,0 +1,76 @@
+"""Self-filling name registries.
+
+Each component package (methods, optimizers, attacks, metrics, benchmarks, loggers) holds one
+module per component; every module decorates its class with ``@REGISTRY.register("name")``.
+``Registry.load()`` imports all modules of the package once, so adding a component means adding
+one module and one YAML file. Import errors propagate: a broken module is never skipped.
+"""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Callable, Dict
+
+from unlearn_cli.errors import UserError, suggest
+
+
+class Registry:
+    """A name -> class map for one component kind, filled by importing its package."""
+
+    def __init__(self, kind: str, package: str):
+        self.kind = kind
+        self.package = package
+        self._entries: Dict[str, type] = {}
+        self._loaded = False
+
+    def register(self, name: str) -> Callable[[type], type]:
+        """Class decorator registering ``cls`` under ``name`` (snake_case, unique)."""
+
+        def deco(cls: type) -> type:
+            if name in self._entries and self._entries[name] is not cls:
+                raise RuntimeError(f"{self.kind} '{name}' registered twice")
+            cls.registry_name = name
+            self._entries[name] = cls
+            return cls
+
+        return deco
+
+    def load(self) -> "Registry":
+        """Import every module of the package (once)."""
+        if not self._loaded:
+            pkg = importlib.import_module(self.package)
+            for info in pkgutil.iter_modules(pkg.__path__):
+                if not info.name.startswith("_"):
+                    importlib.import_module(f"{self.package}.{info.name}")
+            self._loaded = True
+        return self
+
+    def names(self):
+        return sorted(self.load()._entries)
+
+    def get(self, name: str) -> type:
+        """The class registered as ``name``; a UserError naming the valid choices otherwise."""
+        self.load()
+        if name not in self._entries:
+            known = ", ".join(self.names())
+            raise UserError(f"unknown {self.kind} '{name}';{suggest(name, self._entries)} known: {known}")
+        return self._entries[name]
+
+    def describe(self):
+        """(name, first docstring line) for every entry."""
+        out = []
+        for name in self.names():
+            doc = (self._entries[name].__doc__ or "").strip().splitlines()
+            out.append((name, doc[0] if doc else ""))
+        return out
+
+
+METHODS = Registry("method", "unlearn_cli.methods")
+OPTIMIZERS = Registry("optimizer", "unlearn_cli.optimizers")
+ATTACKS = Registry("attack", "unlearn_cli.attacks")
+METRICS = Registry("metric", "unlearn_cli.metrics")
+BENCHMARKS = Registry("benchmark", "unlearn_cli.data.benchmarks")
+LOGGERS = Registry("logger", "unlearn_cli.loggers")
+
+ALL = {r.kind: r for r in (METHODS, OPTIMIZERS, ATTACKS, METRICS, BENCHMARKS, LOGGERS)}

@@ -1,0 +1,160 @@
+"""The one training loop used by the prepare stage, every unlearning method and fine-tuning attacks.
+
+Each step builds a closure that computes the loss on the step's batch (with gradient
+accumulation and clipping) and calls ``optimizer.step(closure)``; optimizers that need several
+loss evaluations per step (SAM, zeroth-order, hybrid) call the closure again. A non-finite loss
+or gradient raises ``NonFiniteLossError`` inside the closure, before any update, so the weights
+stay at the last good step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from dataclasses import dataclass
+from typing import Callable, Dict, Iterator, Literal, Optional
+
+import torch
+
+from unlearn_cli import progress
+from unlearn_cli.data.encoding import EncodedQA
+from unlearn_cli.errors import NonFiniteLossError
+
+
+@dataclass
+class TrainSettings:
+    """Loop hyperparameters (the ``unlearn`` section, the ``prepare`` section, attack budgets).
+
+    ``steps`` wins over ``epochs``; an epoch is one pass over the first (primary) data split.
+    """
+
+    lr: float = 1e-5
+    steps: Optional[int] = None
+    epochs: Optional[float] = None
+    batch_size: int = 32
+    retain_batch_size: int = 32
+    grad_accum: int = 1
+    warmup_steps: int = 0
+    schedule: Literal["constant", "linear", "cosine"] = "constant"
+    min_lr_ratio: float = 0.0
+    max_grad_norm: Optional[float] = 1.0
+    precision: Literal["fp32", "bf16"] = "bf16"
+    log_every: int = 1
+
+
+def autocast_factory(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+    """A zero-argument context factory: bf16 autocast, or a no-op for fp32."""
+    if precision == "bf16":
+        return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+def total_steps(settings: TrainSettings, primary_size: int, batch_size: int) -> int:
+    if settings.steps is not None:
+        return int(settings.steps)
+    if settings.epochs is None:
+        raise ValueError("set steps or epochs")
+    per_epoch = math.ceil(primary_size / (batch_size * settings.grad_accum))
+    return max(1, math.ceil(settings.epochs * per_epoch))
+
+
+def lr_lambda(settings: TrainSettings, steps: int) -> Callable[[int], float]:
+    """Linear warm-up then constant / linear / cosine decay to ``min_lr_ratio``."""
+    warm, floor = settings.warmup_steps, settings.min_lr_ratio
+
+    def fn(step: int) -> float:
+        if step < warm:
+            return (step + 1) / warm
+        if settings.schedule == "constant":
+            return 1.0
+        progress_ = (step - warm) / max(1, steps - warm)
+        if settings.schedule == "linear":
+            return floor + (1 - floor) * max(0.0, 1 - progress_)
+        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress_)))
+
+    return fn
+
+
+class BatchStream:
+    """Infinite stream of step batches: one mini-batch per named split, each reshuffled per epoch.
+
+    ``sizes`` maps split name to batch size; the seeded generator makes the stream reproducible.
+    """
+
+    def __init__(self, splits: Dict[str, EncodedQA], sizes: Dict[str, int], pad_id: int, seed: int):
+        self.splits = splits
+        self.sizes = {k: min(sizes[k], len(v)) for k, v in splits.items()}
+        self.pad_id = pad_id
+        self.gen = torch.Generator().manual_seed(seed)
+        self._orders = {k: [] for k in splits}
+
+    def _take(self, name: str):
+        order = self._orders[name]
+        need = self.sizes[name]
+        while len(order) < need:
+            order.extend(torch.randperm(len(self.splits[name]), generator=self.gen).tolist())
+        idx, self._orders[name] = order[:need], order[need:]
+        return idx
+
+    def __iter__(self) -> Iterator[Dict[str, Dict[str, torch.Tensor]]]:
+        while True:
+            yield {k: self.splits[k].batch(self._take(k), self.pad_id) for k in self.splits}
+
+
+def _to(batch, dev):
+    return {k: (_to(v, dev) if isinstance(v, dict) else v.to(dev)) for k, v in batch.items()}
+
+
+def train(model, loss_fn, stream: BatchStream, optimizer: torch.optim.Optimizer, settings: TrainSettings,
+          steps: int, *, stage: str, log: Callable[[str, int, Dict[str, float]], None],
+          device: torch.device, after_step: Optional[Callable[[int], None]] = None) -> Dict[str, float]:
+    """Run ``steps`` optimisation steps of ``loss_fn(model, batch) -> (loss, logs)``.
+
+    Returns the last step's logged values. ``after_step(step)`` runs after each update (SalUn
+    masks, checkpoints). Raises ``NonFiniteLossError`` on NaN/inf, leaving weights at the last
+    good step.
+    """
+    params = [p for p in model.parameters() if p.requires_grad]
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(settings, steps))
+    autocast = autocast_factory(settings.precision, device)
+    batches = iter(stream)
+    model.train()
+    last: Dict[str, float] = {}
+    with progress.bar(stage, steps) as advance:
+        for step in range(steps):
+            micro = [_to(next(batches), device) for _ in range(settings.grad_accum)]
+            logs: Dict[str, torch.Tensor] = {}
+
+            def closure():
+                optimizer.zero_grad(set_to_none=True)
+                logs.clear()
+                total = torch.zeros((), device=device)
+                for mb in micro:
+                    with autocast():
+                        loss, parts = loss_fn(model, mb)
+                    if not torch.isfinite(loss):
+                        raise NonFiniteLossError(
+                            f"non-finite loss ({loss.item()}) at {stage} step {step}; stopped with the weights "
+                            f"of step {step - 1}; lower the learning rate or check the method's hyperparameters")
+                    (loss / settings.grad_accum).backward()
+                    total = total + loss.detach() / settings.grad_accum
+                    for k, v in parts.items():
+                        logs[k] = logs.get(k, 0.0) + v.float() / settings.grad_accum
+                if settings.max_grad_norm:
+                    norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
+                    if not torch.isfinite(norm):
+                        raise NonFiniteLossError(
+                            f"non-finite gradient norm at {stage} step {step}; stopped with the weights of step {step - 1}")
+                    logs["grad_norm"] = norm.detach()
+                return total
+
+            loss = optimizer.step(closure)
+            scheduler.step()
+            if after_step is not None:
+                after_step(step)
+            last = {"loss": float(loss), "lr": scheduler.get_last_lr()[0], **{k: float(v) for k, v in logs.items()}}
+            if step % settings.log_every == 0 or step == steps - 1:
+                log(stage, step, last)
+            advance(1, loss=last["loss"])
+    model.eval()
+    return last
