@@ -104,8 +104,9 @@ def validate(overrides: List[str], multirun: bool) -> int:
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from unlearn_cli import components, rundir
+    from unlearn_cli import components, progress, rundir
 
+    progress.quiet_libraries()
     own = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
     _check_group_choices(own)
     points = _sweep_points(own, multirun)
@@ -155,8 +156,26 @@ def cmd_run(argv: List[str]) -> None:
     if not flags:
         validate(overrides, multirun)
     _hydra_main(argv)
+    if multirun:
+        _redact_sweep_files(overrides)
     if FAILED:
         _fail(f"{len(FAILED)} sweep job(s) failed; first: {FAILED[0]}", code=1)
+
+
+def _redact_sweep_files(overrides: List[str]) -> None:
+    """Hydra saves the sweep's config and overrides to multirun.yaml; strip secrets from it."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from unlearn_cli.files import redact_yaml_file
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        cfg = _compose_one([o for o in overrides if "," not in o and not o.lstrip("+~").startswith("hydra")])
+    GlobalHydra.instance().clear()
+    path = Path(str(cfg.output_root)).expanduser() / "multirun" / str(cfg.sweep_name) / "multirun.yaml"
+    if path.exists():
+        redact_yaml_file(path)
 
 
 def cmd_list(argv: List[str]) -> None:

@@ -71,6 +71,34 @@ def redact(obj: Any) -> Any:
     return obj
 
 
+def redact_overrides(args: Iterable[str]) -> list:
+    """Command-line ``key=value`` overrides with the values of secret-looking keys replaced."""
+    return [_scrub(str(a)) for a in args]
+
+
+_INLINE_SECRET = re.compile(r"([\w.+~]*(?:token|api[_-]?key|secret|password|passwd|credential)[\w.]*)=([^,\s\]]+)",
+                            re.IGNORECASE)
+
+
+def _scrub(obj: Any) -> Any:
+    if isinstance(obj, str):
+        return _INLINE_SECRET.sub(lambda m: f"{m.group(1)}={REDACTED}", obj)
+    if isinstance(obj, dict):
+        return {k: _scrub(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_scrub(v) for v in obj]
+    return obj
+
+
+def redact_yaml_file(path: Path) -> None:
+    """Rewrite a YAML file (e.g. Hydra's multirun.yaml) with secrets redacted, atomically: secret
+    keys, and ``key=value`` overrides embedded in strings (override lists, override_dirname)."""
+    from omegaconf import OmegaConf
+
+    data = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    atomic_write_text(path, OmegaConf.to_yaml(OmegaConf.create(_scrub(redact(data)))))
+
+
 def stable_hash(obj: Any, length: int = 10) -> str:
     """Short sha256 of the canonical JSON of ``obj``."""
     blob = json.dumps(obj, sort_keys=True, default=str, separators=(",", ":"))

@@ -72,3 +72,118 @@ def forward_kl(ref_logits: torch.Tensor, logits: torch.Tensor, mask: torch.Tenso
         return kl.mean()
     mask = mask.to(kl.dtype)
     return (kl * mask).sum() / mask.sum().clamp_min(1)
+
+
+# -- token-weighted forget objectives (divergence-driven family) -------------------------------
+
+def _masked_token_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    mask = mask.to(values.dtype)
+    return (values * mask).sum() / mask.sum().clamp_min(1)
+
+
+def wga_loss(logits: torch.Tensor, labels: torch.Tensor, beta: float) -> torch.Tensor:
+    """Weighted gradient ascent: ``-mean_tokens(w_t * nll_t)`` with ``w_t = p_t^beta`` detached.
+
+    ``p_t = exp(-nll_t)`` is the probability of the gold token; the mean runs over supervised tokens.
+    """
+    nll, mask = token_nll(logits, labels)
+    weight = torch.exp(-beta * nll).detach()
+    return -_masked_token_mean(weight * nll, mask)
+
+
+def satimp_loss(logits: torch.Tensor, labels: torch.Tensor, beta1: float, beta2: float) -> torch.Tensor:
+    """SatImp: ``-mean_tokens(p_t^beta1 (1 - p_t)^beta2 * nll_t)``, weights detached."""
+    nll, mask = token_nll(logits, labels)
+    p = torch.exp(-nll).detach()
+    weight = p.pow(beta1) * (1.0 - p).clamp_min(0).pow(beta2)
+    return -_masked_token_mean(weight * nll, mask)
+
+
+def unlikelihood_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """``mean_tokens(-log(1 - p_t))`` over supervised tokens, computed stably in logit space.
+
+    ``log(1 - p_y) = logsumexp_{v != y} z_v - logsumexp_v z_v``, so no ``log(0)`` when ``p_y -> 1``.
+    """
+    shift_logits = logits[:, :-1, :].float()
+    shift_labels = labels[:, 1:]
+    mask = shift_labels != IGNORE
+    gold = shift_labels.clamp_min(0).unsqueeze(-1)
+    others = shift_logits.scatter(-1, gold, float("-inf"))
+    log_not_gold = torch.logsumexp(others, -1) - torch.logsumexp(shift_logits, -1)
+    return _masked_token_mean(-log_not_gold, mask)
+
+
+def undial_loss(logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.Tensor, beta: float) -> torch.Tensor:
+    """UNDIAL: cross-entropy to ``softmax(ref_logits - beta * onehot(y_t))``, mean over supervised tokens."""
+    shift_logits = logits[:, :-1, :].float()
+    shift_ref = ref_logits[:, :-1, :].float()
+    shift_labels = labels[:, 1:]
+    mask = shift_labels != IGNORE
+    onehot = F.one_hot(shift_labels.clamp_min(0), shift_ref.size(-1)).to(shift_ref.dtype)
+    target = F.softmax(shift_ref - beta * onehot, dim=-1).detach()
+    ce = -(target * F.log_softmax(shift_logits, dim=-1)).sum(-1)
+    return _masked_token_mean(ce, mask)
+
+
+# -- preference objectives (rejection-based family) --------------------------------------------
+
+def dpo_loss(nll_w: torch.Tensor, nll_l: torch.Tensor, ref_nll_w: torch.Tensor, ref_nll_l: torch.Tensor,
+             beta: float) -> torch.Tensor:
+    """DPO with summed NLLs: ``-(2/beta) mean log sigmoid(beta * delta)``.
+
+    ``delta = [log pi(y_w) - log pi(y_l)] - [log pi_ref(y_w) - log pi_ref(y_l)]
+            = (l_l - l_w) - (l_ref_l - l_ref_w)``.
+    """
+    delta = (nll_l - nll_w) - (ref_nll_l - ref_nll_w)
+    return (2.0 / beta) * F.softplus(-beta * delta).mean()
+
+
+def kto_undesirable_loss(nll: torch.Tensor, ref_nll: torch.Tensor, z0: torch.Tensor | float,
+                         beta: float) -> torch.Tensor:
+    """KTO loss of undesirable examples: ``mean(1 - sigmoid(beta * (z0 - r)))``.
+
+    ``r = log pi(y|x) - log pi_ref(y|x) = l_ref - l`` per sequence; ``z0`` is the (detached) reference
+    point. Lowering ``r`` (making y less likely than under theta_0) lowers the loss.
+    """
+    r = ref_nll - nll
+    return (1.0 - torch.sigmoid(beta * (z0 - r))).mean()
+
+
+# -- representation objectives (representation-misalignment family) ----------------------------
+
+def masked_mse(x: torch.Tensor, y: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean squared error over (positions x hidden units); with ``mask`` (B, T) only those positions count.
+
+    ``y`` broadcasts against ``x`` (B, T, d), e.g. a control vector of shape (d,) or (B, 1, d).
+    """
+    sq = (x.float() - y.float()).pow(2)
+    if mask is None:
+        return sq.mean()
+    m = mask.to(sq.dtype).unsqueeze(-1)
+    return (sq * m).sum() / (m.sum().clamp_min(1) * sq.size(-1))
+
+
+def relu_cosine(h: torch.Tensor, h_ref: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over positions of ``ReLU(cos(h_t, h_ref_t))`` (the circuit-breaker rerouting term)."""
+    cos = F.cosine_similarity(h.float(), h_ref.float(), dim=-1, eps=1e-8)
+    value = F.relu(cos)
+    if mask is None:
+        return value.mean()
+    return _masked_token_mean(value, mask)
+
+
+def masked_l2(h: torch.Tensor, h_ref: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean over positions of the L2 distance ``||h_t - h_ref_t||_2`` (the circuit-breaker retain term)."""
+    dist = (h.float() - h_ref.float()).norm(dim=-1)
+    if mask is None:
+        return dist.mean()
+    return _masked_token_mean(dist, mask)
+
+
+def mean_position_norm(h: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-sequence mean over positions of ``||h_t||_2``, shape (B,) (Adaptive RMU's scale)."""
+    norms = h.float().norm(dim=-1)
+    if mask is None:
+        return norms.mean(-1)
+    m = mask.to(norms.dtype)
+    return (norms * m).sum(-1) / m.sum(-1).clamp_min(1)

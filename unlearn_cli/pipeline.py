@@ -34,15 +34,6 @@ log = logging.getLogger("unlearn_cli")
 STAGE_SEEDS = {"unlearn": 1, "attack": 2}
 
 
-def quiet_libraries() -> None:
-    """Silence third-party chatter (HF weight-loading bars, absl INFO lines from rouge_score)."""
-    import transformers
-
-    transformers.utils.logging.disable_progress_bar()
-    transformers.utils.logging.set_verbosity_error()
-    logging.getLogger("absl").setLevel(logging.WARNING)
-
-
 def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
@@ -77,7 +68,7 @@ class Run:
 
     # -- setup ---------------------------------------------------------------------------------
     def _setup(self) -> None:
-        quiet_libraries()
+        progress.quiet_libraries()
         progress.set_enabled(bool(self.cfg.get("progress", True)))
         if self.cfg.get("threads"):
             torch.set_num_threads(int(self.cfg.threads))
@@ -158,20 +149,33 @@ class Run:
         self._log("eval", 0, {f"{stage}/{k}": float(v) for k, v in values.items()})
 
     def _unlearn(self, model) -> None:
+        """Optional method hooks: ``extra_splits(train_items, encode)`` returns splits index-aligned
+        with ``forget`` (refusal answers, ...); ``reference_splits`` names splits whose reference NLLs
+        are cached; ``setup(model, reference)`` runs before the optimizer is built (freezing
+        parameters, sampling control vectors, checking layer indices)."""
         method, settings = self.c.method, self.c.unlearn
         seed_everything(self.seed + STAGE_SEEDS["unlearn"])
         autocast = autocast_factory(settings.precision, self.device)
-        reference = None
-        if method.needs_reference:
-            reference = Reference(models.frozen_copy(model), self.tok.pad_token_id,
-                                  cache=bool(self.cfg.get("cache_reference", True)), autocast=autocast)
-            reference.precompute("forget", self.train_encoded["forget"])
         splits = {"forget": self.train_encoded["forget"]}
         sizes = {"forget": settings.batch_size}
         if method.needs_retain:
             splits["retain"] = self.train_encoded["retain"]
             sizes["retain"] = settings.retain_batch_size
-        stream = BatchStream(splits, sizes, self.tok.pad_token_id, self.seed + STAGE_SEEDS["unlearn"])
+        extra = {}
+        if hasattr(method, "extra_splits"):
+            encode = lambda items, answers=None: encode_qa(self.tok, items, self.c.model.prompt_template, answers)
+            extra = method.extra_splits(self.data.train, encode)
+            splits.update(extra)
+        reference = None
+        if method.needs_reference:
+            reference = Reference(models.frozen_copy(model), self.tok.pad_token_id,
+                                  cache=bool(self.cfg.get("cache_reference", True)), autocast=autocast)
+            for split in getattr(method, "reference_splits", ("forget",)):
+                reference.precompute(split, splits[split])
+        if hasattr(method, "setup"):
+            method.setup(model, reference)
+        stream = BatchStream(splits, sizes, self.tok.pad_token_id, self.seed + STAGE_SEEDS["unlearn"],
+                             aligned={k: "forget" for k in extra})
         steps = total_steps(settings, len(splits["forget"]), settings.batch_size)
         optimizer = self.c.optimizer.build([p for p in model.parameters() if p.requires_grad], settings.lr)
         train(model, lambda m, b: method.loss(m, b, reference), stream, optimizer, settings, steps,

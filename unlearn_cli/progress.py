@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import sys
 
 from rich.console import Console
@@ -32,3 +33,12 @@ def bar(description: str, total: int):
             prog.update(task, advance=n, info=info)
 
         yield advance
+
+
+def quiet_libraries() -> None:
+    """Silence third-party chatter (HF weight-loading bars, absl INFO lines from rouge_score)."""
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
+    transformers.utils.logging.set_verbosity_error()
+    logging.getLogger("absl").setLevel(logging.WARNING)

@@ -14,6 +14,8 @@ from typing import Dict
 
 import torch
 
+from unlearn_cli.files import redact_overrides
+
 PACKAGES = ("unlearn_cli", "torch", "transformers", "tokenizers", "hydra-core", "omegaconf", "safetensors",
             "rouge-score", "numpy", "scipy", "wandb", "deepspeed")
 
@@ -48,7 +50,7 @@ class Provenance:
             "device": str(device) + (f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else ""),
             "torch_threads": torch.get_num_threads(),
             "host": socket.gethostname(),
-            "argv": sys.argv,
+            "argv": redact_overrides(sys.argv),
             "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "stage_seconds": {},
         }

@@ -79,14 +79,21 @@ class BatchStream:
     """Infinite stream of step batches: one mini-batch per named split, each reshuffled per epoch.
 
     ``sizes`` maps split name to batch size; the seeded generator makes the stream reproducible.
+    ``aligned`` maps a split to a primary split whose indices it reuses, for index-aligned views
+    of the same examples (e.g. forget questions with refusal answers next to the true answers).
     """
 
-    def __init__(self, splits: Dict[str, EncodedQA], sizes: Dict[str, int], pad_id: int, seed: int):
+    def __init__(self, splits: Dict[str, EncodedQA], sizes: Dict[str, int], pad_id: int, seed: int,
+                 aligned: Optional[Dict[str, str]] = None):
+        self.aligned = dict(aligned or {})
+        for name, primary in self.aligned.items():
+            if len(splits[name]) != len(splits[primary]):
+                raise ValueError(f"split '{name}' must be index-aligned with '{primary}'")
         self.splits = splits
-        self.sizes = {k: min(sizes[k], len(v)) for k, v in splits.items()}
+        self.sizes = {k: min(sizes[k], len(v)) for k, v in splits.items() if k not in self.aligned}
         self.pad_id = pad_id
         self.gen = torch.Generator().manual_seed(seed)
-        self._orders = {k: [] for k in splits}
+        self._orders = {k: [] for k in self.sizes}
 
     def _take(self, name: str):
         order = self._orders[name]
@@ -98,7 +105,9 @@ class BatchStream:
 
     def __iter__(self) -> Iterator[Dict[str, Dict[str, torch.Tensor]]]:
         while True:
-            yield {k: self.splits[k].batch(self._take(k), self.pad_id) for k in self.splits}
+            idx = {k: self._take(k) for k in self.sizes}
+            idx.update({k: idx[p] for k, p in self.aligned.items()})
+            yield {k: self.splits[k].batch(idx[k], self.pad_id) for k in self.splits}
 
 
 def _to(batch, dev):

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Dict, List, Optional
 
+from unlearn_cli.errors import UserError
+
 
 @dataclass(frozen=True)
 class QAItem:
@@ -12,7 +14,9 @@ class QAItem:
 
     ``value`` is the short gold fact that must appear in a generated answer for it to count as
     correct (the whole answer when the benchmark has no short form). ``perturbed`` holds wrong
-    answers in the same wording, ``paraphrased_answer`` a rewording of ``answer``.
+    answers in the same wording, ``paraphrased_answer`` a rewording of ``answer``,
+    ``paraphrased_question`` a rewording of ``question`` (TOFU). Raw-text items (MUSE, WMDP corpora)
+    have an empty ``question`` and the whole text as ``answer``/``value``.
     """
 
     question: str
@@ -21,6 +25,7 @@ class QAItem:
     entity: str = ""
     perturbed: tuple = ()
     paraphrased_answer: Optional[str] = None
+    paraphrased_question: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -39,7 +44,8 @@ class BenchmarkData:
 
     ``train`` holds the unlearning data (``forget``, and ``retain`` when the benchmark has it);
     ``qa`` / ``mcq`` / ``texts`` hold evaluation splits by name; ``corpus`` is raw text used to
-    train a tokenizer for locally built models.
+    train a tokenizer for locally built models. ``missing`` maps a split that the benchmark
+    could not provide (e.g. a gated forget corpus) to a one-line reason; ``train_split`` raises it.
     """
 
     name: str
@@ -48,3 +54,11 @@ class BenchmarkData:
     mcq: Dict[str, List[MCQItem]] = field(default_factory=dict)
     texts: Dict[str, List[str]] = field(default_factory=dict)
     corpus: List[str] = field(default_factory=list)
+    missing: Dict[str, str] = field(default_factory=dict)
+
+    def train_split(self, split: str) -> List[QAItem]:
+        """The unlearning split ``split``; a UserError with the recorded reason if it is absent."""
+        if split in self.train:
+            return self.train[split]
+        reason = self.missing.get(split) or f"known: {', '.join(sorted(self.train)) or '(none)'}"
+        raise UserError(f"benchmark '{self.name}' has no '{split}' training split: {reason}")

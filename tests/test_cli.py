@@ -1,0 +1,126 @@
+"""The CLI end to end, as a user runs it: the default run, determinism, sweeps, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from conftest import read_results, run_cli
+
+FAST = ["skip=[eval_target,attack,eval_oracle]", "progress=false"]
+
+
+@pytest.fixture(scope="module")
+def default_run(tmp_path_factory, cache_dir):
+    """``unlearn run`` with no overrides (cold: builds target and oracle into the session cache)."""
+    cwd = tmp_path_factory.mktemp("default")
+    proc = run_cli(["run"], cwd, cache_dir)
+    dirs = list((cwd / "outputs").iterdir())
+    assert len(dirs) == 1
+    return cwd, dirs[0], proc
+
+
+def test_default_run_meets_the_acceptance_bars(default_run):
+    _, run_dir, proc = default_run
+    m = read_results(run_dir)["metrics"]
+    assert m["target/forget_qa_acc"] >= 0.9 and m["target/retain_qa_acc"] >= 0.9
+    assert m["unlearned/forget_qa_acc"] <= 0.3
+    assert m["unlearned/retain_qa_acc"] >= 0.8 * m["target/retain_qa_acc"]
+    assert m["oracle/forget_qa_acc"] <= 0.3
+    assert "relearn/forget_qa_acc" in m
+    assert all(isinstance(v, float) for v in m.values())
+    assert {k.split("/")[0] for k in m} == {"target", "unlearned", "relearn", "oracle"}
+    assert "forget_qa_acc" in proc.stdout  # the summary table
+
+
+def test_default_run_writes_its_outputs(default_run):
+    _, run_dir, _ = default_run
+    assert read_results(run_dir)["status"] == "complete"
+    prov = json.loads((run_dir / "provenance.json").read_text())
+    assert prov["seed"] == 0 and "torch" in prov["versions"] and prov["device"] == "cpu"
+    for stage in ("prepare", "eval_target", "unlearn", "eval_unlearned", "attack_relearn", "eval_oracle"):
+        assert prov["stage_seconds"][stage] >= 0
+    steps = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    unlearn_steps = [s for s in steps if s["stage"] == "unlearn"]  # 8 epochs x ceil(120 forget QAs / 32)
+    assert len(unlearn_steps) == 8 * 4 and all("loss" in s and "lr" in s for s in unlearn_steps)
+    assert "method:" in (run_dir / "config.yaml").read_text()
+
+
+def test_same_seed_gives_identical_metrics_and_secrets_are_redacted(default_run, cache_dir, tmp_path):
+    cwd, run_dir, _ = default_run
+    again = tmp_path / "again"
+    run_cli(["run", f"output_dir={again}", "+hf_token=hf_supersecret123", "save_model=true", "progress=false"],
+            tmp_path, cache_dir)
+    assert read_results(again)["metrics"] == read_results(run_dir)["metrics"]
+    assert "hf_supersecret123" not in (again / "config.yaml").read_text()
+    assert "hf_supersecret123" not in (again / "provenance.json").read_text()
+    weights = load_file(again / "model" / "model.safetensors")
+    assert weights and all(torch.isfinite(t).all() for t in weights.values())
+
+
+def test_finished_run_dir_is_refused_and_kept(default_run, cache_dir):
+    cwd, run_dir, _ = default_run
+    before = (run_dir / "results.json").read_text()
+    proc = run_cli(["run"], cwd, cache_dir, expect_ok=False)
+    assert proc.returncode == 2
+    assert "already holds a finished run" in proc.stderr and "overwrite=true" in proc.stderr
+    assert (run_dir / "results.json").read_text() == before
+
+
+def test_multirun_sweep_writes_one_dir_per_point(cache_dir, tmp_path):
+    proc = run_cli(["run", "-m", "method=ga,simnpo", "seed=0,1", "+wandb_api_key=sweepsecret42", *FAST],
+                   tmp_path, cache_dir)
+    assert "sweepsecret42" not in (tmp_path / "outputs" / "multirun" / "sweep" / "multirun.yaml").read_text()
+    dirs = sorted((tmp_path / "outputs" / "multirun" / "sweep").glob("fictional-*"))
+    assert len(dirs) == 4, proc.stdout
+    names = {d.name.split("-seed")[0].split("-")[1] + d.name.split("-seed")[1][:1] for d in dirs}
+    assert names == {"ga0", "ga1", "simnpo0", "simnpo1"}
+    for d in dirs:
+        assert read_results(d)["status"] == "complete"
+        assert "unlearned/forget_qa_acc" in read_results(d)["metrics"]
+
+
+def test_nan_loss_stops_keeps_last_good_state(cache_dir, tmp_path):
+    out = tmp_path / "nan"
+    proc = run_cli(["run", "method=ga", "unlearn.lr=1e6", "save_model=true", f"output_dir={out}", *FAST],
+                   tmp_path, cache_dir, expect_ok=False)
+    assert proc.returncode == 2
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: non-finite") and "unlearn step" in line
+    assert read_results(out)["status"].startswith("failed")
+    weights = load_file(out / "model" / "model.safetensors")
+    assert all(torch.isfinite(t).all() for t in weights.values())
+
+
+BAD = [
+    (["method=nope"], "unknown method 'nope'", "known: ga, graddiff, npo, simnpo"),
+    (["method.betta=1"], "unknown hyperparameter 'method.betta'", "did you mean 'beta'?"),
+    (["+method.betta=1"], "unknown hyperparameter 'method.betta'", "valid:"),
+    (["method.beta=abc"], "method.beta='abc'", "expected float"),
+    (["unlearn.steps=ten"], "unlearn.steps='ten'", "expected"),
+    (["attack=[relearn,nope]"], "unknown attack 'nope'", "known:"),
+    (["skip=[eval_foo]"], "unknown stage 'eval_foo'", "valid:"),
+    (["model.kind=pretrained", "+model.path=/nonexistent/model"], "model.path '/nonexistent/model' does not exist", ""),
+]
+
+
+@pytest.mark.parametrize("args,culprit,hint", BAD, ids=[" ".join(b[0]) for b in BAD])
+def test_bad_input_is_one_clear_line(args, culprit, hint, cache_dir, tmp_path):
+    proc = run_cli(["run", *args, "progress=false"], tmp_path, cache_dir, expect_ok=False)
+    assert proc.returncode == 2, proc.stderr
+    lines = [l for l in proc.stderr.strip().splitlines() if l.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert culprit in lines[0] and hint in lines[0]
+    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").rglob("results.json"))
+
+
+def test_list_shows_registered_components(cache_dir, tmp_path):
+    proc = run_cli(["list", "method"], tmp_path, cache_dir)
+    for name in ("ga", "graddiff", "npo", "simnpo"):
+        assert f"  {name} " in proc.stdout
+    proc = run_cli(["list", "nope"], tmp_path, cache_dir, expect_ok=False)
+    assert proc.returncode == 2 and "unknown group 'nope'" in proc.stderr

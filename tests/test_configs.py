@@ -1,0 +1,60 @@
+"""Every YAML of every config group composes and binds to its constructor's signature."""
+
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+
+from unlearn_cli import components
+from unlearn_cli.cli import GROUPS, conf_dir
+from unlearn_cli.registry import ALL
+
+CONF = conf_dir()
+REGISTRY_GROUPS = {"method": "method", "optimizer": "optimizer", "attack": "attack", "logger": "logger",
+                   "benchmark": "benchmark"}
+
+
+def _options(group):
+    return sorted(p.stem for p in (CONF / group).glob("*.yaml"))
+
+
+def _compose(overrides):
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        return compose(config_name="config", overrides=overrides)
+
+
+POINTS = [(g, o) for g in GROUPS for o in _options(g)]
+
+
+@pytest.mark.parametrize("group,option", POINTS, ids=[f"{g}={o}" for g, o in POINTS])
+def test_group_option_composes_and_binds(group, option):
+    cfg = _compose([f"{group}={option}"])
+    built = components.build(cfg)
+    assert built.method is not None and built.metrics
+    if group in REGISTRY_GROUPS and group != "attack":
+        section = cfg.benchmark if group == "benchmark" else cfg[group]
+        assert section.name == option, f"{group}/{option}.yaml must have name: {option}"
+
+
+@pytest.mark.parametrize("tuning", _options("tuning"))
+def test_tuning_files_name_existing_benchmark_and_method(tuning):
+    benchmarks, methods = _options("benchmark"), _options("method")
+    match = [(b, m) for b in benchmarks for m in methods if f"{b}_{m}" == tuning]
+    assert match, f"tuning/{tuning}.yaml matches no <benchmark>_<method> pair"
+    bench, method = match[0]
+    cfg = _compose([f"benchmark={bench}", f"method={method}"])
+    components.build(cfg)
+
+
+def test_every_registry_entry_has_a_yaml_and_vice_versa():
+    for group, kind in REGISTRY_GROUPS.items():
+        names = set(ALL[kind].names())
+        assert names == set(_options(group)), f"{group}: registry {sorted(names)} vs YAML {_options(group)}"
+
+
+def test_every_registered_metric_is_documented():
+    for kind, registry in ALL.items():
+        for name, doc in registry.describe():
+            assert doc, f"{kind} '{name}' has no docstring"

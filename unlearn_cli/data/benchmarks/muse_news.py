@@ -1,0 +1,106 @@
+"""MUSE-News: unlearning BBC news articles (arXiv 2407.06460); files in benchmarks.md section 2."""
+
+from typing import List, Literal, Optional
+
+from unlearn_cli.data.items import BenchmarkData, QAItem
+from unlearn_cli.data.loaders import (Source, Table, check_positive, head, plain_text, qa_item, text_field,
+                                      text_item)
+from unlearn_cli.errors import UserError
+from unlearn_cli.registry import BENCHMARKS
+
+HUB_ID = "muse-bench/MUSE-News"
+FORGET_SPLITS = ("raw/forget",) + tuple(f"{kind}/forget_{k}" for kind in ("sust", "scal") for k in range(1, 5))
+TEXTS = "a JSON array of article strings"
+QA = "a JSON array of {question, answer}"
+
+
+def _table(path: str, expect: str) -> Table:
+    subset, split = path.split("/")
+    return Table(f"{path}.json", subset, split, expect)
+
+
+def _texts(source: Source, path: str) -> List[str]:
+    expect = TEXTS + (" (scal/forget_k is sust/forget_1..k concatenated)" if path.startswith("scal/") else "")
+    return [plain_text(row, where) for where, row in source.rows(_table(path, expect))]
+
+
+def _qa(source: Source, path: str) -> List[QAItem]:
+    return [qa_item(row, where) for where, row in source.rows(_table(path, QA))]
+
+
+def _verbmem(source: Source) -> List[QAItem]:
+    """Prefix (``prompt``) -> true continuation (``gt``) as question/answer."""
+    items = []
+    for where, row in source.rows(_table("verbmem/forget", "a JSON array of {prompt, gt}")):
+        gt = text_field(row, "gt", where)
+        items.append(QAItem(text_field(row, "prompt", where), gt, gt))
+    return items
+
+
+@BENCHMARKS.register("muse_news")
+class MuseNews:
+    """MUSE-News: forget 889 BBC articles; VerbMem / KnowMem / PrivLeak evaluation (muse-bench/MUSE-News).
+
+    Training: ``forget`` = articles of ``forget_split`` (``raw/forget``; ``sust/forget_k`` for
+    sequential or ``scal/forget_k`` for scalability runs) as raw-text items (empty question, the
+    article supervised). ``retain`` depends on ``retain_source``: ``raw`` = ``raw/retain1.json``,
+    which the local copy does NOT ship (then the run may still unlearn without retain data, and
+    ``train_split('retain')`` explains the gap); ``knowmem_qa`` = the 100 retain QA pairs as a
+    stand-in (a deviation from MUSE); ``none``. QA splits: ``knowmem_forget``, ``knowmem_retain``
+    and their 10-shot demonstrations ``knowmem_forget_icl``, ``knowmem_retain_icl``;
+    ``verbmem_forget`` (question = passage prefix, answer = true continuation). Texts:
+    ``privleak_forget`` / ``privleak_retain`` (members), ``privleak_holdout`` (non-members).
+    ``max_items`` keeps the first n items of every split except the demonstrations.
+    """
+
+    builds_target = False
+    loader_version = 1
+
+    def __init__(self, data_dir: Optional[str] = None, forget_split: str = "raw/forget",
+                 retain_source: Literal["raw", "knowmem_qa", "none"] = "raw", max_items: Optional[int] = None):
+        if forget_split not in FORGET_SPLITS:
+            raise UserError(f"benchmark.forget_split must be one of {', '.join(FORGET_SPLITS)}, got {forget_split!r}")
+        if retain_source not in ("raw", "knowmem_qa", "none"):
+            raise UserError(f"benchmark.retain_source must be raw, knowmem_qa or none, got {retain_source!r}")
+        check_positive("max_items", max_items)
+        self.source = Source.resolve("MUSE-News", "muse/news", HUB_ID, data_dir,
+                                     "the MUSE-News subsets raw/, knowmem/, verbmem/, privleak/")
+        self.settings = dict(forget_split=forget_split, retain_source=retain_source, max_items=max_items)
+
+    def cache_key(self) -> dict:
+        """Everything that determines the loaded data."""
+        return {"name": "muse_news", "loader_version": self.loader_version, "source": self.source.describe(),
+                **self.settings}
+
+    def load(self) -> BenchmarkData:
+        """Read the forget corpus, the retain choice and the evaluation subsets."""
+        cap = self.settings["max_items"]
+        forget = [text_item(t) for t in _texts(self.source, self.settings["forget_split"])]
+        knowmem_retain = _qa(self.source, "knowmem/retain_qa")
+        qa = {
+            "knowmem_forget": head(_qa(self.source, "knowmem/forget_qa"), cap),
+            "knowmem_retain": head(knowmem_retain, cap),
+            "knowmem_forget_icl": _qa(self.source, "knowmem/forget_qa_icl"),
+            "knowmem_retain_icl": _qa(self.source, "knowmem/retain_qa_icl"),
+            "verbmem_forget": head(_verbmem(self.source), cap),
+        }
+        texts = {f"privleak_{s}": head(_texts(self.source, f"privleak/{s}"), cap)
+                 for s in ("forget", "retain", "holdout")}
+        data = BenchmarkData(name="muse_news", train={"forget": head(forget, cap)}, qa=qa, texts=texts)
+        self._add_retain(data, knowmem_retain)
+        return data
+
+    def _add_retain(self, data: BenchmarkData, knowmem_retain: List[QAItem]) -> None:
+        choice, cap = self.settings["retain_source"], self.settings["max_items"]
+        raw = _table("raw/retain1", TEXTS)
+        if choice == "knowmem_qa":
+            data.train["retain"] = head(knowmem_retain, cap)
+        elif choice == "none":
+            data.missing["retain"] = "benchmark.retain_source=none"
+        elif self.source.has(raw):
+            data.train["retain"] = [text_item(t) for t in head(_texts(self.source, "raw/retain1"), cap)]
+        else:
+            data.missing["retain"] = (
+                f"{self.source.root / raw.local} is not in this copy (MUSE-News retain corpus not shipped); "
+                f"provide it or set benchmark.retain_source=knowmem_qa (retain QA stand-in) or none")
+

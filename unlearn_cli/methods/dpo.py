@@ -1,0 +1,55 @@
+"""DPO with a plausible wrong answer preferred over the true forget answer."""
+
+from unlearn_cli.errors import UserError
+from unlearn_cli.losses import dpo_loss, sequence_nll
+from unlearn_cli.methods._retain import RetainLoss, retain_term
+from unlearn_cli.registry import METHODS
+
+
+@METHODS.register("dpo")
+class DPO:
+    """DPO (Rafailov et al. 2023, arXiv 2305.18290) on forget data: ``w_f L_DPO(y_w=y_alt, y_l=y_f) + lambda R``.
+
+    ``y_alt`` is each forget item's first ``perturbed`` answer (a plausible wrong answer in the same
+    wording); ``L_DPO = -(2/beta) mean log sigmoid(beta * delta)`` with ``delta = [log pi(y_w) -
+    log pi(y_l)] - [log pi_0(y_w) - log pi_0(y_l)]`` on summed answer log-probabilities (theta_0's
+    values cached per example). R: retain NLL or KL. Defaults beta 0.1, w_f 1, lambda 1.
+    Needs a benchmark whose forget items carry perturbed answers (a UserError otherwise).
+    """
+
+    needs_reference = True
+    reference_splits = ("forget", "forget_alt")
+
+    def __init__(self, beta: float = 0.1, forget_weight: float = 1.0, retain_weight: float = 1.0,
+                 retain_loss: RetainLoss = "nll"):
+        if beta <= 0:
+            raise UserError(f"method.beta must be > 0, got {beta}")
+        self.beta = beta
+        self.forget_weight = forget_weight
+        self.retain_weight = retain_weight
+        self.retain_loss = retain_loss
+        self.needs_retain = retain_weight > 0
+
+    def extra_splits(self, train_items, encode):
+        forget = train_items["forget"]
+        missing = [i for i, it in enumerate(forget) if not it.perturbed]
+        if missing:
+            raise UserError(f"method 'dpo' needs a perturbed (alternate) answer for every forget item; "
+                            f"{len(missing)} of {len(forget)} have none (first: item {missing[0]}); use idk_dpo instead")
+        return {"forget_alt": encode(forget, [it.perturbed[0] for it in forget])}
+
+    def loss(self, model, batch, reference=None):
+        w, l = batch["forget_alt"], batch["forget"]
+        nll_w, n_w = sequence_nll(model(input_ids=w["input_ids"], attention_mask=w["attention_mask"]).logits, w["labels"])
+        nll_l, n_l = sequence_nll(model(input_ids=l["input_ids"], attention_mask=l["attention_mask"]).logits, l["labels"])
+        forget = dpo_loss(nll_w, nll_l, reference.sequence_nll("forget_alt", w), reference.sequence_nll("forget", l),
+                          self.beta)
+        logs = {"forget_loss": forget.detach(),
+                "forget_nll": (nll_l / n_l.clamp_min(1)).mean().detach(),
+                "alt_nll": (nll_w / n_w.clamp_min(1)).mean().detach()}
+        loss = self.forget_weight * forget
+        if self.needs_retain:
+            retain = retain_term(self.retain_loss, model, batch["retain"], reference)
+            loss = loss + self.retain_weight * retain
+            logs["retain_loss"] = retain.detach()
+        return loss, logs

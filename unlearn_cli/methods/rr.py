@@ -1,0 +1,72 @@
+"""Representation rerouting (circuit breakers): make forget activations orthogonal to theta_0's."""
+
+from typing import List, Optional
+
+import torch
+
+from unlearn_cli import hooks
+from unlearn_cli.errors import UserError
+from unlearn_cli.losses import masked_l2, relu_cosine
+from unlearn_cli.registry import METHODS
+
+
+@METHODS.register("rr")
+class RepresentationRerouting:
+    """RR / circuit breakers (Zou et al. 2024, arXiv 2406.04313): ``c_s L_rr + c_r L_ret``.
+
+    ``L_rr = mean_l mean_t ReLU(cos(h_l(x_f)_t, h_l^0(x_f)_t))`` and
+    ``L_ret = mean_l mean_t ||h_l(x_r)_t - h_l^0(x_r)_t||_2`` over the non-padding positions of the
+    blocks in ``layers``; schedule ``c_s = a (1 - t/(2T))``, ``c_r = a t/(2T)`` with ``t`` the number
+    of earlier calls to ``loss`` (so with ``grad_accum`` > 1 or multi-evaluation optimizers t counts
+    micro-batches/evaluations, not optimizer steps) and ``T = schedule_steps``. theta_0's forget
+    states are cached per example (the forget set is fixed). Defaults: a = 10, T = 150,
+    layers [10, 20] (Llama-3-8B recipe). Deviation: no LoRA; ``trainable_layers``/``param_name``
+    restrict training like ``rmu``, and ``trainable_layers: null`` (default) trains all weights.
+    """
+
+    needs_reference = True
+    needs_retain = True
+    reference_splits = ()
+
+    def __init__(self, layers: List[int] = (10, 20), alpha: float = 10.0, schedule_steps: int = 150,
+                 trainable_layers: Optional[List[int]] = None, param_name: str = "mlp.down_proj.weight"):
+        layers = list(layers)
+        if not layers:
+            raise UserError("method.layers must name at least one decoder layer")
+        if any(i < 0 for i in layers):
+            raise UserError(f"method.layers must be >= 0, got {layers}")
+        if alpha <= 0:
+            raise UserError(f"method.alpha must be > 0, got {alpha}")
+        if schedule_steps < 1:
+            raise UserError(f"method.schedule_steps must be >= 1, got {schedule_steps}")
+        self.layers = layers
+        self.alpha = alpha
+        self.schedule_steps = schedule_steps
+        self.trainable_layers = list(trainable_layers) if trainable_layers is not None else None
+        self.param_name = param_name
+        self.calls = 0
+
+    def setup(self, model, reference=None) -> None:
+        hooks.check_layers(model, self.layers, "method.layers")
+        hooks.freeze_except(model, self.trainable_layers, self.param_name)
+        self.calls = 0
+
+    def coefficients(self, t: int):
+        """(c_s, c_r) at call ``t``."""
+        frac = t / (2.0 * self.schedule_steps)
+        return self.alpha * (1.0 - frac), self.alpha * frac
+
+    def loss(self, model, batch, reference=None):
+        f, r = batch["forget"], batch["retain"]
+        c_s, c_r = self.coefficients(self.calls)
+        self.calls += 1
+        h_f = hooks.hidden_states(model, f, self.layers)
+        h_f0 = reference.split_hidden("forget", f, self.layers)
+        h_r = hooks.hidden_states(model, r, self.layers)
+        h_r0 = reference.hidden(r, self.layers)
+        fm, rm = f["attention_mask"], r["attention_mask"]
+        reroute = torch.stack([relu_cosine(h_f[i], h_f0[i].to(h_f[i].device), fm) for i in self.layers]).mean()
+        retain = torch.stack([masked_l2(h_r[i], h_r0[i].to(h_r[i].device), rm) for i in self.layers]).mean()
+        loss = c_s * reroute + c_r * retain
+        return loss, {"forget_loss": reroute.detach(), "retain_loss": retain.detach(),
+                      "c_s": torch.tensor(c_s), "c_r": torch.tensor(c_r)}

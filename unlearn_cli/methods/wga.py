@@ -1,0 +1,40 @@
+"""Weighted gradient ascent: GA with each forget token weighted by its (detached) probability."""
+
+from unlearn_cli.errors import UserError
+from unlearn_cli.losses import mean_token_nll, wga_loss
+from unlearn_cli.methods._retain import RetainLoss, retain_term
+from unlearn_cli.registry import METHODS
+
+
+@METHODS.register("wga")
+class WGA:
+    """WGA (Wang et al. 2025, arXiv 2502.19301, id from memory): ``w_f * -mean_t(p_t^beta * nll_t) + lambda R``.
+
+    ``nll_t`` is the gold-token NLL of supervised forget token t, ``p_t = exp(-nll_t)``; the weight
+    ``p_t^beta`` is detached, so tokens the model has already forgotten (small p_t) stop driving the
+    ascent. The mean runs over supervised tokens of the batch. R: retain NLL or KL to theta_0
+    (``retain_weight: 0`` = plain WGA). Defaults beta 1 (methods.md §2.12), w_f 1, lambda 1.
+    """
+
+    def __init__(self, beta: float = 1.0, forget_weight: float = 1.0, retain_weight: float = 1.0,
+                 retain_loss: RetainLoss = "nll"):
+        if beta < 0:
+            raise UserError(f"method.beta must be >= 0, got {beta}")
+        self.beta = beta
+        self.forget_weight = forget_weight
+        self.retain_weight = retain_weight
+        self.retain_loss = retain_loss
+        self.needs_retain = retain_weight > 0
+        self.needs_reference = self.needs_retain and retain_loss == "kl"
+
+    def loss(self, model, batch, reference=None):
+        f = batch["forget"]
+        logits = model(input_ids=f["input_ids"], attention_mask=f["attention_mask"]).logits
+        forget = wga_loss(logits, f["labels"], self.beta)
+        logs = {"forget_loss": forget.detach(), "forget_nll": mean_token_nll(logits, f["labels"]).detach()}
+        loss = self.forget_weight * forget
+        if self.needs_retain:
+            retain = retain_term(self.retain_loss, model, batch["retain"], reference)
+            loss = loss + self.retain_weight * retain
+            logs["retain_loss"] = retain.detach()
+        return loss, logs
