@@ -17,6 +17,7 @@ from unlearn_cli.errors import UserError, suggest
 GROUPS = ("model", "benchmark", "method", "optimizer", "attack", "eval", "logger", "distributed", "experiment")
 USAGE = """usage: unlearn run [-m|--multirun] [key=value ...]   run (or sweep) an experiment
        unlearn list [group]                           registered components and config options
+       unlearn report DIR [--forget M] [--utility M]  table (markdown, CSV) + plots over every run in DIR
        unlearn --help"""
 
 
@@ -196,6 +197,19 @@ def cmd_list(argv: List[str]) -> None:
                 print(f"    {name:<14} {doc}")
 
 
+def cmd_report(argv: List[str]) -> None:
+    import argparse
+
+    from unlearn_cli.report import report
+
+    parser = argparse.ArgumentParser(prog="unlearn report")
+    parser.add_argument("dir")
+    parser.add_argument("--forget", default="forget_qa_acc", help="forget metric (lower = better)")
+    parser.add_argument("--utility", default="retain_qa_acc", help="utility metric (higher = better)")
+    args = parser.parse_args(argv)
+    report(Path(args.dir), args.forget, args.utility)
+
+
 def _yaml_description(group: str, option: str) -> str:
     for line in (conf_dir() / group / f"{option}.yaml").read_text().splitlines():
         if line.startswith("# ") and not line.startswith("# @package"):
@@ -209,7 +223,7 @@ def main(argv: List[str] | None = None) -> None:
         print(USAGE)
         return
     cmd, rest = argv[0], argv[1:]
-    commands = {"run": cmd_run, "list": cmd_list}
+    commands = {"run": cmd_run, "list": cmd_list, "report": cmd_report}
     try:
         if cmd not in commands:
             raise UserError(f"unknown command '{cmd}';{suggest(cmd, commands)} known: {', '.join(commands)}")

@@ -7,7 +7,7 @@ key, a wrong type or an unknown registry name fails here with one line, before a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 from omegaconf import DictConfig
 
@@ -30,6 +30,17 @@ class PrepareSpec:
 
 
 @dataclass
+class SaliencySettings:
+    """``method.saliency``: SalUn mask; ``sparsity`` = fraction of weights kept trainable."""
+
+    sparsity: Optional[float] = None
+
+    def __post_init__(self):
+        if self.sparsity is not None and not 0 < self.sparsity <= 1:
+            raise UserError(f"method.saliency.sparsity must be in (0, 1], got {self.sparsity}")
+
+
+@dataclass
 class Components:
     model: ModelSpec
     benchmark: Any
@@ -41,6 +52,7 @@ class Components:
     unlearn: TrainSettings
     prepare: PrepareSpec
     logger: Any
+    saliency: SaliencySettings = field(default_factory=SaliencySettings)
     skip: set = field(default_factory=set)
 
 
@@ -81,11 +93,13 @@ def build(cfg: DictConfig) -> Components:
     if dist not in DISTRIBUTED:
         raise UserError(f"unknown distributed '{dist}'; known: {', '.join(DISTRIBUTED)}")
     prep = cfg.prepare
+    method_section = dict(to_plain(cfg.method))
+    saliency = _dataclass(SaliencySettings, method_section.pop("saliency", None), "method.saliency")
     model_section = {k: v for k, v in (to_plain(cfg.model) or {}).items() if k != "name"}
     return Components(
         model=_dataclass(ModelSpec, model_section, "model"),
         benchmark=make(BENCHMARKS, cfg.benchmark, "benchmark"),
-        method=make(METHODS, cfg.method, "method"),
+        method=make(METHODS, method_section, "method"),
         optimizer=make(OPTIMIZERS, cfg.optimizer, "optimizer"),
         attacks=attacks,
         metrics=metrics,
@@ -94,5 +108,6 @@ def build(cfg: DictConfig) -> Components:
         prepare=PrepareSpec(seed=int(prep.seed), optimizer=make(OPTIMIZERS, prep.optimizer, "prepare.optimizer"),
                             train=_dataclass(TrainSettings, prep.train, "prepare.train")),
         logger=make(LOGGERS, cfg.logger, "logger"),
+        saliency=saliency,
         skip=skip,
     )

@@ -90,16 +90,26 @@ def freeze_except(model, layers: Optional[Sequence[int]], param_name: str, key: 
         for p in model.parameters():
             p.requires_grad_(True)
         return [n for n, _ in model.named_parameters()]
-    check_layers(model, list(layers), key)
+    check_trainable(model, layers, param_name, key)
     blocks = decoder_layers(model)
     for p in model.parameters():
         p.requires_grad_(False)
     names = []
     for i in layers:
+        dict(blocks[i].named_parameters())[param_name].requires_grad_(True)
+        names.append(f"model.layers.{i}.{param_name}")
+    return names
+
+
+def check_trainable(model, layers: Optional[Sequence[int]], param_name: str,
+                    key: str = "method.trainable_layers") -> None:
+    """UserError unless every ``layers[i]`` exists and has a parameter ``param_name``."""
+    if layers is None:
+        return
+    check_layers(model, list(layers), key)
+    blocks = decoder_layers(model)
+    for i in layers:
         params = dict(blocks[i].named_parameters())
         if param_name not in params:
             raise UserError(f"method.param_name='{param_name}' is not a parameter of decoder layer {i}; "
                             f"e.g. {', '.join(sorted(params)[:6])}")
-        params[param_name].requires_grad_(True)
-        names.append(f"model.layers.{i}.{param_name}")
-    return names

@@ -9,7 +9,8 @@ from pathlib import Path
 from typing import Optional
 
 import torch
-from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, MistralConfig,
+                          MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM)
 
 from unlearn_cli.errors import UserError
 
@@ -20,8 +21,9 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 class ModelSpec:
     """The ``model`` config group.
 
-    ``kind: tiny`` builds a small Llama from the fields below (tokenizer trained on the
-    benchmark's text); ``kind: pretrained`` loads ``path`` (a local dir or a Hugging Face id).
+    ``kind: tiny`` builds a small model of ``architecture`` (llama, mistral or qwen2: the layouts
+    of the real models the presets name) from the fields below, with a tokenizer trained on the
+    benchmark's text; ``kind: pretrained`` loads ``path`` (a local dir or a Hugging Face id).
     """
 
     kind: str = "tiny"
@@ -36,7 +38,6 @@ class ModelSpec:
     vocab_size: int = 1024
     max_positions: int = 256
     dtype: str = "float32"
-    precision: str = "bf16"
     prompt_template: str = "Question: {question}\nAnswer:"
     trust_remote_code: bool = False
     attn_implementation: Optional[str] = None
@@ -49,9 +50,20 @@ def device() -> torch.device:
     return torch.device("cpu")
 
 
-def build_tiny(spec: ModelSpec, vocab: int, tokenizer, seed: int) -> LlamaForCausalLM:
-    """A freshly initialised small Llama sized to the tokenizer (``len(tokenizer)`` entries)."""
-    cfg = LlamaConfig(
+ARCHITECTURES = {
+    "llama": (LlamaConfig, LlamaForCausalLM),
+    "mistral": (MistralConfig, MistralForCausalLM),
+    "qwen2": (Qwen2Config, Qwen2ForCausalLM),
+}
+
+
+def build_tiny(spec: ModelSpec, vocab: int, tokenizer, seed: int):
+    """A freshly initialised small decoder of ``spec.architecture`` sized to the tokenizer."""
+    if spec.architecture not in ARCHITECTURES:
+        raise UserError(f"model.architecture '{spec.architecture}' cannot be built locally; "
+                        f"valid: {', '.join(ARCHITECTURES)}")
+    config_cls, model_cls = ARCHITECTURES[spec.architecture]
+    cfg = config_cls(
         vocab_size=vocab,
         hidden_size=spec.hidden_size,
         intermediate_size=spec.intermediate_size,
@@ -66,7 +78,7 @@ def build_tiny(spec: ModelSpec, vocab: int, tokenizer, seed: int) -> LlamaForCau
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = LlamaForCausalLM(cfg)
+        model = model_cls(cfg)
     return model.to(DTYPES[spec.dtype])
 
 

@@ -24,7 +24,9 @@ from unlearn_cli.data.encoding import EncodedQA, encode_qa
 from unlearn_cli.errors import NonFiniteLossError, UserError
 from unlearn_cli.files import atomic_write_json, atomic_write_text, redact, replace_dir
 from unlearn_cli.provenance import Provenance
+from unlearn_cli.methods.ga import GradientAscent
 from unlearn_cli.reference import Reference
+from unlearn_cli.saliency import SaliencyMask, compute_mask
 from unlearn_cli.scoring import StageScorer
 from unlearn_cli.summary import print_summary
 from unlearn_cli.training import BatchStream, autocast_factory, total_steps, train
@@ -89,9 +91,13 @@ class Run:
     def _load_data(self) -> None:
         self.data = self.c.benchmark.load()
         for split in ("forget",) + (("retain",) if self.c.method.needs_retain else ()):
-            if not self.data.train.get(split):
+            try:
+                items = self.data.train_split(split)
+            except UserError as err:
+                raise UserError(f"method '{self.cfg.method.name}' needs {split} data: {err}") from None
+            if not items:
                 raise UserError(f"method '{self.cfg.method.name}' needs a non-empty '{split}' training split, "
-                                f"which benchmark '{self.cfg.benchmark.name}' does not provide")
+                                f"which benchmark '{self.cfg.benchmark.name}' leaves empty")
 
     def _prepare(self) -> None:
         spec, b = self.c.model, self.c.benchmark
@@ -174,12 +180,37 @@ class Run:
                 reference.precompute(split, splits[split])
         if hasattr(method, "setup"):
             method.setup(model, reference)
+        saliency = self._saliency_mask(model, splits["forget"], autocast)
         stream = BatchStream(splits, sizes, self.tok.pad_token_id, self.seed + STAGE_SEEDS["unlearn"],
                              aligned={k: "forget" for k in extra})
         steps = total_steps(settings, len(splits["forget"]), settings.batch_size)
         optimizer = self.c.optimizer.build([p for p in model.parameters() if p.requires_grad], settings.lr)
-        train(model, lambda m, b: method.loss(m, b, reference), stream, optimizer, settings, steps,
-              stage="unlearn", log=self._log, device=self.device)
+        try:
+            train(model, lambda m, b: method.loss(m, b, reference), stream, optimizer, settings, steps,
+                  stage="unlearn", log=self._log, device=self.device,
+                  after_step=(lambda step: saliency.after_step(optimizer)) if saliency else None)
+        finally:
+            if saliency:
+                saliency.remove()
+            for p in model.parameters():  # methods may have frozen layers; attacks tune everything
+                p.requires_grad_(True)
+
+    def _saliency_mask(self, model, forget: EncodedQA, autocast):
+        """SalUn: score weights by |sum of GA-loss gradients| over one pass of the forget set
+        (the reference code's scoring loss) and keep the top ``sparsity`` fraction trainable."""
+        sparsity = self.c.saliency.sparsity
+        if sparsity is None:
+            return None
+        bs = self.c.unlearn.batch_size
+        batches = ({"forget": {k: v.to(self.device) for k, v in forget.batch(range(i, min(i + bs, len(forget))),
+                                                                            self.tok.pad_token_id).items()}}
+                   for i in range(0, len(forget), bs))
+        ga = GradientAscent()
+        with autocast():
+            mask = compute_mask(model, lambda m, b: ga.loss(m, b)[0], batches, float(sparsity))
+        sal = SaliencyMask(model, mask).install()
+        self.provenance.set("saliency_kept_fraction", sal.kept_fraction())
+        return sal
 
     def _attack(self, name: str, attack, unlearned) -> None:
         seed_everything(self.seed + STAGE_SEEDS["attack"])
@@ -208,6 +239,8 @@ class Run:
             with self.provenance.stage("prepare"):
                 self._prepare()
             model, self.tok = self._load(self.target_path)
+            if hasattr(self.c.method, "check_model"):
+                self.c.method.check_model(model)
             self._encode()
             if "eval_target" not in self.c.skip:
                 self._evaluate("target", model)

@@ -20,3 +20,21 @@ def retain_term(kind: str, model, batch, reference) -> torch.Tensor:
     mask = torch.zeros_like(batch["labels"], dtype=torch.bool)
     mask[:, :-1] = batch["labels"][:, 1:] != -100
     return forward_kl(ref_logits, out.logits, mask)
+
+
+def configure_retain(method, forget_weight: float, retain_weight: float, retain_loss: str) -> None:
+    """Set the forget/retain weights and the derived ``needs_retain`` / ``needs_reference`` flags."""
+    method.forget_weight = forget_weight
+    method.retain_weight = retain_weight
+    method.retain_loss = retain_loss
+    method.needs_retain = retain_weight > 0
+    method.needs_reference = method.needs_retain and retain_loss == "kl"
+
+
+def add_retain(method, loss, logs: dict, model, batch, reference):
+    """``loss + retain_weight * R(retain batch)`` when the method uses retain data (R logged)."""
+    if method.needs_retain:
+        retain = retain_term(method.retain_loss, model, batch["retain"], reference)
+        logs["retain_loss"] = retain.detach()
+        loss = loss + method.retain_weight * retain
+    return loss, logs

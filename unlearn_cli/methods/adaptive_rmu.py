@@ -4,9 +4,9 @@ from typing import Dict, List, Optional
 
 import torch
 
-from unlearn_cli import hooks
 from unlearn_cli.errors import UserError
-from unlearn_cli.losses import masked_mse, mean_position_norm
+from unlearn_cli.losses import mean_position_norm
+from unlearn_cli.methods._steering import SteeringSite, steering_terms
 from unlearn_cli.registry import METHODS
 
 
@@ -29,29 +29,24 @@ class AdaptiveRMU:
     def __init__(self, layer: int = 7, trainable_layers: Optional[List[int]] = None,
                  param_name: str = "mlp.down_proj.weight", beta_a: float = 5.0, alpha: float = 1200.0,
                  mask_padding: bool = False):
-        if layer < 0:
-            raise UserError(f"method.layer must be >= 0, got {layer}")
         if beta_a <= 0:
             raise UserError(f"method.beta_a must be > 0, got {beta_a}")
         if alpha < 0:
             raise UserError(f"method.alpha must be >= 0, got {alpha}")
-        if trainable_layers is not None and len(trainable_layers) == 0:
-            raise UserError("method.trainable_layers must name at least one layer (or be null for the default)")
-        self.layer = layer
-        self.trainable_layers = list(trainable_layers) if trainable_layers is not None else \
-            list(range(max(0, layer - 2), layer + 1))
-        self.param_name = param_name
+        self.site = SteeringSite(layer, trainable_layers, param_name)
+        self.layer, self.trainable_layers = self.site.layer, self.site.trainable_layers
         self.beta_a = beta_a
         self.alpha = alpha
         self.mask_padding = mask_padding
         self.control: Optional[torch.Tensor] = None
         self._coeff: Dict[int, float] = {}
 
+    def check_model(self, model) -> None:
+        """Fail before any stage runs if the layer indices or parameter name do not fit ``model``."""
+        self.site.check(model)
+
     def setup(self, model, reference=None) -> None:
-        hooks.check_layers(model, [self.layer], "method.layer")
-        hooks.freeze_except(model, self.trainable_layers, self.param_name)
-        u = torch.rand(model.config.hidden_size)
-        self.control = (u / u.norm()).to(next(model.parameters()).device)
+        self.control = self.site.prepare(model)
 
     def coefficients(self, batch, reference) -> torch.Tensor:
         """Per-example ``beta_a * ||h_l^0(x)||`` for a forget batch, shape (B,)."""
@@ -69,14 +64,8 @@ class AdaptiveRMU:
     def loss(self, model, batch, reference=None):
         if self.control is None:
             raise RuntimeError("AdaptiveRMU.setup(model, reference) must run before loss()")
-        f, r = batch["forget"], batch["retain"]
-        coeff = self.coefficients(f, reference)
-        h_f = hooks.hidden_states(model, f, [self.layer])[self.layer]
-        target = coeff.view(-1, 1, 1) * self.control
-        forget = masked_mse(h_f, target, f["attention_mask"] if self.mask_padding else None)
-        h_r = hooks.hidden_states(model, r, [self.layer])[self.layer]
-        h_r0 = reference.hidden(r, [self.layer])[self.layer]
-        retain = masked_mse(h_r, h_r0, r["attention_mask"] if self.mask_padding else None)
-        loss = forget + self.alpha * retain
-        return loss, {"forget_loss": forget.detach(), "retain_loss": retain.detach(),
-                      "steering_coeff": coeff.mean().detach()}
+        coeff = self.coefficients(batch["forget"], reference)
+        forget, retain, _ = steering_terms(model, batch, reference, self.layer,
+                                           coeff.view(-1, 1, 1) * self.control, self.mask_padding)
+        return forget + self.alpha * retain, {"forget_loss": forget.detach(), "retain_loss": retain.detach(),
+                                              "steering_coeff": coeff.mean().detach()}

@@ -1,7 +1,7 @@
 """Cross-entropy unlearning: push probability mass off every gold forget token."""
 
 from unlearn_cli.losses import mean_token_nll, unlikelihood_loss
-from unlearn_cli.methods._retain import RetainLoss, retain_term
+from unlearn_cli.methods._retain import RetainLoss, add_retain, configure_retain
 from unlearn_cli.registry import METHODS
 
 
@@ -18,20 +18,11 @@ class CEU:
     """
 
     def __init__(self, forget_weight: float = 1.0, retain_weight: float = 1.0, retain_loss: RetainLoss = "nll"):
-        self.forget_weight = forget_weight
-        self.retain_weight = retain_weight
-        self.retain_loss = retain_loss
-        self.needs_retain = retain_weight > 0
-        self.needs_reference = self.needs_retain and retain_loss == "kl"
+        configure_retain(self, forget_weight, retain_weight, retain_loss)
 
     def loss(self, model, batch, reference=None):
         f = batch["forget"]
         logits = model(input_ids=f["input_ids"], attention_mask=f["attention_mask"]).logits
         forget = unlikelihood_loss(logits, f["labels"])
         logs = {"forget_loss": forget.detach(), "forget_nll": mean_token_nll(logits, f["labels"]).detach()}
-        loss = self.forget_weight * forget
-        if self.needs_retain:
-            retain = retain_term(self.retain_loss, model, batch["retain"], reference)
-            loss = loss + self.retain_weight * retain
-            logs["retain_loss"] = retain.detach()
-        return loss, logs
+        return add_retain(self, self.forget_weight * forget, logs, model, batch, reference)

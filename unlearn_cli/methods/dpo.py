@@ -1,8 +1,8 @@
 """DPO with a plausible wrong answer preferred over the true forget answer."""
 
 from unlearn_cli.errors import UserError
-from unlearn_cli.losses import dpo_loss, sequence_nll
-from unlearn_cli.methods._retain import RetainLoss, retain_term
+from unlearn_cli.methods._preference import dpo_forget_loss
+from unlearn_cli.methods._retain import RetainLoss, add_retain, configure_retain
 from unlearn_cli.registry import METHODS
 
 
@@ -25,10 +25,8 @@ class DPO:
         if beta <= 0:
             raise UserError(f"method.beta must be > 0, got {beta}")
         self.beta = beta
-        self.forget_weight = forget_weight
-        self.retain_weight = retain_weight
-        self.retain_loss = retain_loss
-        self.needs_retain = retain_weight > 0
+        configure_retain(self, forget_weight, retain_weight, retain_loss)
+        self.needs_reference = True  # theta_0's forget NLLs, whatever the retain term
 
     def extra_splits(self, train_items, encode):
         forget = train_items["forget"]
@@ -39,17 +37,5 @@ class DPO:
         return {"forget_alt": encode(forget, [it.perturbed[0] for it in forget])}
 
     def loss(self, model, batch, reference=None):
-        w, l = batch["forget_alt"], batch["forget"]
-        nll_w, n_w = sequence_nll(model(input_ids=w["input_ids"], attention_mask=w["attention_mask"]).logits, w["labels"])
-        nll_l, n_l = sequence_nll(model(input_ids=l["input_ids"], attention_mask=l["attention_mask"]).logits, l["labels"])
-        forget = dpo_loss(nll_w, nll_l, reference.sequence_nll("forget_alt", w), reference.sequence_nll("forget", l),
-                          self.beta)
-        logs = {"forget_loss": forget.detach(),
-                "forget_nll": (nll_l / n_l.clamp_min(1)).mean().detach(),
-                "alt_nll": (nll_w / n_w.clamp_min(1)).mean().detach()}
-        loss = self.forget_weight * forget
-        if self.needs_retain:
-            retain = retain_term(self.retain_loss, model, batch["retain"], reference)
-            loss = loss + self.retain_weight * retain
-            logs["retain_loss"] = retain.detach()
-        return loss, logs
+        forget, logs = dpo_forget_loss(model, batch, reference, "forget_alt", self.beta)
+        return add_retain(self, self.forget_weight * forget, logs, model, batch, reference)

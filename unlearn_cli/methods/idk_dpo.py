@@ -2,8 +2,8 @@
 
 from unlearn_cli.data.refusals import refusal_answers
 from unlearn_cli.errors import UserError
-from unlearn_cli.losses import dpo_loss, sequence_nll
-from unlearn_cli.methods._retain import RetainLoss, retain_term
+from unlearn_cli.methods._preference import dpo_forget_loss
+from unlearn_cli.methods._retain import RetainLoss, add_retain, configure_retain
 from unlearn_cli.registry import METHODS
 
 
@@ -25,28 +25,14 @@ class IdkDPO:
         if beta <= 0:
             raise UserError(f"method.beta must be > 0, got {beta}")
         self.beta = beta
-        self.forget_weight = forget_weight
-        self.retain_weight = retain_weight
-        self.retain_loss = retain_loss
+        configure_retain(self, forget_weight, retain_weight, retain_loss)
         self.refusal_seed = refusal_seed
-        self.needs_retain = retain_weight > 0
+        self.needs_reference = True  # theta_0's forget NLLs, whatever the retain term
 
     def extra_splits(self, train_items, encode):
         forget = train_items["forget"]
         return {"forget_idk": encode(forget, refusal_answers(len(forget), self.refusal_seed))}
 
     def loss(self, model, batch, reference=None):
-        w, l = batch["forget_idk"], batch["forget"]
-        nll_w, n_w = sequence_nll(model(input_ids=w["input_ids"], attention_mask=w["attention_mask"]).logits, w["labels"])
-        nll_l, n_l = sequence_nll(model(input_ids=l["input_ids"], attention_mask=l["attention_mask"]).logits, l["labels"])
-        forget = dpo_loss(nll_w, nll_l, reference.sequence_nll("forget_idk", w), reference.sequence_nll("forget", l),
-                          self.beta)
-        logs = {"forget_loss": forget.detach(),
-                "forget_nll": (nll_l / n_l.clamp_min(1)).mean().detach(),
-                "idk_nll": (nll_w / n_w.clamp_min(1)).mean().detach()}
-        loss = self.forget_weight * forget
-        if self.needs_retain:
-            retain = retain_term(self.retain_loss, model, batch["retain"], reference)
-            loss = loss + self.retain_weight * retain
-            logs["retain_loss"] = retain.detach()
-        return loss, logs
+        forget, logs = dpo_forget_loss(model, batch, reference, "forget_idk", self.beta)
+        return add_retain(self, self.forget_weight * forget, logs, model, batch, reference)

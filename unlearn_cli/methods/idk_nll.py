@@ -2,7 +2,7 @@
 
 from unlearn_cli.data.refusals import refusal_answers
 from unlearn_cli.losses import mean_token_nll
-from unlearn_cli.methods._retain import RetainLoss, retain_term
+from unlearn_cli.methods._retain import RetainLoss, add_retain
 from unlearn_cli.registry import METHODS
 
 
@@ -35,9 +35,4 @@ class IdkNLL:
         logits = model(input_ids=f["input_ids"], attention_mask=f["attention_mask"]).logits
         idk = mean_token_nll(logits, f["labels"])
         logs = {"forget_loss": idk.detach()}
-        loss = self.forget_weight * idk
-        if self.needs_retain:
-            retain = retain_term(self.retain_loss, model, batch["retain"], reference)
-            loss = loss + self.retain_weight * retain
-            logs["retain_loss"] = retain.detach()
-        return loss, logs
+        return add_retain(self, self.forget_weight * idk, logs, model, batch, reference)

@@ -3,7 +3,7 @@
 from typing import Literal
 
 from unlearn_cli.losses import npo_loss, sequence_nll
-from unlearn_cli.methods._retain import RetainLoss, retain_term
+from unlearn_cli.methods._retain import RetainLoss, add_retain, configure_retain
 from unlearn_cli.errors import UserError
 from unlearn_cli.registry import METHODS
 
@@ -25,11 +25,9 @@ class NPO:
         if beta <= 0:
             raise UserError(f"method.beta must be > 0, got {beta}")
         self.beta = beta
-        self.forget_weight = forget_weight
-        self.retain_weight = retain_weight
-        self.retain_loss = retain_loss
+        configure_retain(self, forget_weight, retain_weight, retain_loss)
         self.reduction = reduction
-        self.needs_retain = retain_weight > 0
+        self.needs_reference = True  # theta_0's forget NLLs, whatever the retain term
 
     def loss(self, model, batch, reference=None):
         f = batch["forget"]
@@ -40,9 +38,4 @@ class NPO:
             nll, ref = nll / count.clamp_min(1), ref / count.clamp_min(1)
         forget = npo_loss(nll, ref, self.beta)
         logs = {"forget_loss": forget.detach(), "forget_nll": (nll / count.clamp_min(1)).mean().detach()}
-        loss = self.forget_weight * forget
-        if self.needs_retain:
-            retain = retain_term(self.retain_loss, model, batch["retain"], reference)
-            loss = loss + self.retain_weight * retain
-            logs["retain_loss"] = retain.detach()
-        return loss, logs
+        return add_retain(self, self.forget_weight * forget, logs, model, batch, reference)

@@ -46,6 +46,11 @@ class RepresentationRerouting:
         self.param_name = param_name
         self.calls = 0
 
+    def check_model(self, model) -> None:
+        """Fail before any stage runs if the layer indices or parameter name do not fit ``model``."""
+        hooks.check_layers(model, self.layers, "method.layers")
+        hooks.check_trainable(model, self.trainable_layers, self.param_name)
+
     def setup(self, model, reference=None) -> None:
         hooks.check_layers(model, self.layers, "method.layers")
         hooks.freeze_except(model, self.trainable_layers, self.param_name)

@@ -2,7 +2,7 @@
 
 from unlearn_cli.errors import UserError
 from unlearn_cli.losses import mean_token_nll, satimp_loss
-from unlearn_cli.methods._retain import RetainLoss, retain_term
+from unlearn_cli.methods._retain import RetainLoss, add_retain, configure_retain
 from unlearn_cli.registry import METHODS
 
 
@@ -22,20 +22,11 @@ class SatImp:
             raise UserError(f"method.beta1 and method.beta2 must be >= 0, got {beta1}, {beta2}")
         self.beta1 = beta1
         self.beta2 = beta2
-        self.forget_weight = forget_weight
-        self.retain_weight = retain_weight
-        self.retain_loss = retain_loss
-        self.needs_retain = retain_weight > 0
-        self.needs_reference = self.needs_retain and retain_loss == "kl"
+        configure_retain(self, forget_weight, retain_weight, retain_loss)
 
     def loss(self, model, batch, reference=None):
         f = batch["forget"]
         logits = model(input_ids=f["input_ids"], attention_mask=f["attention_mask"]).logits
         forget = satimp_loss(logits, f["labels"], self.beta1, self.beta2)
         logs = {"forget_loss": forget.detach(), "forget_nll": mean_token_nll(logits, f["labels"]).detach()}
-        loss = self.forget_weight * forget
-        if self.needs_retain:
-            retain = retain_term(self.retain_loss, model, batch["retain"], reference)
-            loss = loss + self.retain_weight * retain
-            logs["retain_loss"] = retain.detach()
-        return loss, logs
+        return add_retain(self, self.forget_weight * forget, logs, model, batch, reference)

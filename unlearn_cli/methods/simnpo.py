@@ -1,7 +1,7 @@
 """Simple NPO: reference-free, length-normalised NPO."""
 
 from unlearn_cli.losses import sequence_nll, simnpo_loss
-from unlearn_cli.methods._retain import RetainLoss, retain_term
+from unlearn_cli.methods._retain import RetainLoss, add_retain
 from unlearn_cli.errors import UserError
 from unlearn_cli.registry import METHODS
 
@@ -37,9 +37,4 @@ class SimNPO:
         mean_nll = nll / count.clamp_min(1)
         forget = simnpo_loss(mean_nll, self.beta, self.gamma)
         logs = {"forget_loss": forget.detach(), "forget_nll": mean_nll.mean().detach()}
-        loss = self.forget_weight * forget
-        if self.needs_retain:
-            retain = retain_term(self.retain_loss, model, batch["retain"], reference)
-            loss = loss + self.retain_weight * retain
-            logs["retain_loss"] = retain.detach()
-        return loss, logs
+        return add_retain(self, self.forget_weight * forget, logs, model, batch, reference)

@@ -2,7 +2,7 @@
 
 from unlearn_cli.errors import UserError
 from unlearn_cli.losses import mean_token_nll, undial_loss
-from unlearn_cli.methods._retain import RetainLoss, retain_term
+from unlearn_cli.methods._retain import RetainLoss, add_retain
 from unlearn_cli.registry import METHODS
 
 
@@ -35,9 +35,4 @@ class UNDIAL:
         ref_logits = reference.logits(f)
         forget = undial_loss(logits, ref_logits, f["labels"], self.beta)
         logs = {"forget_loss": forget.detach(), "forget_nll": mean_token_nll(logits, f["labels"]).detach()}
-        loss = self.forget_weight * forget
-        if self.needs_retain:
-            retain = retain_term(self.retain_loss, model, batch["retain"], reference)
-            loss = loss + self.retain_weight * retain
-            logs["retain_loss"] = retain.detach()
-        return loss, logs
+        return add_retain(self, self.forget_weight * forget, logs, model, batch, reference)

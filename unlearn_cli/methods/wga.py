@@ -2,7 +2,7 @@
 
 from unlearn_cli.errors import UserError
 from unlearn_cli.losses import mean_token_nll, wga_loss
-from unlearn_cli.methods._retain import RetainLoss, retain_term
+from unlearn_cli.methods._retain import RetainLoss, add_retain, configure_retain
 from unlearn_cli.registry import METHODS
 
 
@@ -21,20 +21,11 @@ class WGA:
         if beta < 0:
             raise UserError(f"method.beta must be >= 0, got {beta}")
         self.beta = beta
-        self.forget_weight = forget_weight
-        self.retain_weight = retain_weight
-        self.retain_loss = retain_loss
-        self.needs_retain = retain_weight > 0
-        self.needs_reference = self.needs_retain and retain_loss == "kl"
+        configure_retain(self, forget_weight, retain_weight, retain_loss)
 
     def loss(self, model, batch, reference=None):
         f = batch["forget"]
         logits = model(input_ids=f["input_ids"], attention_mask=f["attention_mask"]).logits
         forget = wga_loss(logits, f["labels"], self.beta)
         logs = {"forget_loss": forget.detach(), "forget_nll": mean_token_nll(logits, f["labels"]).detach()}
-        loss = self.forget_weight * forget
-        if self.needs_retain:
-            retain = retain_term(self.retain_loss, model, batch["retain"], reference)
-            loss = loss + self.retain_weight * retain
-            logs["retain_loss"] = retain.detach()
-        return loss, logs
+        return add_retain(self, self.forget_weight * forget, logs, model, batch, reference)

@@ -1,0 +1,166 @@
+"""``unlearn report DIR``: one table over every finished run below DIR, plus two plots.
+
+Writes ``report.md`` and ``report.csv`` (one row per run, one column per ``stage/metric``), a
+forget-vs-utility scatter with the Pareto front (``pareto.png``) and per-attack recovery bars
+(``attack_recovery.png``: how much of the forget metric each attack brings back).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from omegaconf import OmegaConf
+
+from unlearn_cli.errors import UserError
+from unlearn_cli.files import atomic_write_text
+
+ID_COLUMNS = ("run", "benchmark", "method", "optimizer", "seed")
+
+
+def collect(root: Path) -> List[Dict]:
+    """Every finished run (results.json with status complete) below ``root``, sorted by path."""
+    root = Path(root)
+    if not root.is_dir():
+        raise UserError(f"report: '{root}' is not a directory")
+    runs = []
+    for res in sorted(root.rglob("results.json")):
+        data = json.loads(res.read_text())
+        if data.get("status") != "complete":
+            continue
+        cfg_path = res.parent / "config.yaml"
+        cfg = OmegaConf.to_container(OmegaConf.load(cfg_path)) if cfg_path.exists() else {}
+        runs.append({
+            "run": str(res.parent.relative_to(root)) if res.parent != root else res.parent.name,
+            "benchmark": (cfg.get("benchmark") or {}).get("name", ""),
+            "method": (cfg.get("method") or {}).get("name", ""),
+            "optimizer": (cfg.get("optimizer") or {}).get("name", ""),
+            "seed": cfg.get("seed", ""),
+            "metrics": data.get("metrics", {}),
+        })
+    if not runs:
+        raise UserError(f"report: no finished run (results.json with status complete) below '{root}'")
+    return runs
+
+
+def metric_columns(runs: List[Dict]) -> List[str]:
+    cols: List[str] = []
+    for run in runs:
+        for key in run["metrics"]:
+            if key not in cols:
+                cols.append(key)
+    return cols
+
+
+def to_csv(runs: List[Dict], cols: List[str]) -> str:
+    buf = io.StringIO()
+    writer = csv.writer(buf)
+    writer.writerow(list(ID_COLUMNS) + cols)
+    for run in runs:
+        writer.writerow([run[c] for c in ID_COLUMNS] + [run["metrics"].get(c, "") for c in cols])
+    return buf.getvalue()
+
+
+def to_markdown(runs: List[Dict], cols: List[str]) -> str:
+    head = list(ID_COLUMNS[1:]) + cols
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for run in runs:
+        vals = [str(run[c]) for c in ID_COLUMNS[1:]]
+        vals += [f"{run['metrics'][c]:.3f}" if c in run["metrics"] else "" for c in cols]
+        lines.append("| " + " | ".join(vals) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def pareto_front(points: List[tuple]) -> List[int]:
+    """Indices of points not dominated in (lower forget, higher utility)."""
+    front = []
+    for i, (f, u) in enumerate(points):
+        if not any((f2 <= f and u2 >= u) and (f2 < f or u2 > u) for j, (f2, u2) in enumerate(points) if j != i):
+            front.append(i)
+    return front
+
+
+def _label(run: Dict) -> str:
+    return f"{run['method']}/{run['optimizer']}/s{run['seed']}"
+
+
+def plot_pareto(runs: List[Dict], forget_key: str, utility_key: str, path: Path) -> Optional[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [(r["metrics"][forget_key], r["metrics"][utility_key], r) for r in runs
+           if forget_key in r["metrics"] and utility_key in r["metrics"]]
+    if not pts:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    front = set(pareto_front([(f, u) for f, u, _ in pts]))
+    methods = sorted({r["method"] for _, _, r in pts})
+    for m_idx, method in enumerate(methods):
+        xs = [u for f, u, r in pts if r["method"] == method]
+        ys = [f for f, u, r in pts if r["method"] == method]
+        ax.scatter(xs, ys, label=method, s=40, color=plt.cm.tab20(m_idx % 20), marker="osD^v<>"[m_idx % 7])
+    for i, (f, u, r) in enumerate(pts):
+        ax.annotate(_label(r), (u, f), fontsize=7, xytext=(3, 3), textcoords="offset points")
+    fr = sorted((pts[i][1], pts[i][0]) for i in front)
+    ax.plot([u for u, _ in fr], [f for _, f in fr], "k--", lw=1, label="Pareto front")
+    ax.set_xlabel(f"{utility_key} (higher is better)")
+    ax.set_ylabel(f"{forget_key} (lower is better)")
+    ax.set_title("Forgetting vs utility")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plot_recovery(runs: List[Dict], forget_metric: str, path: Path) -> Optional[Path]:
+    """Bars of ``<attack>/<forget_metric> - unlearned/<forget_metric>`` per run and attack."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    base_key = f"unlearned/{forget_metric}"
+    attacks = sorted({k.split("/")[0] for r in runs for k in r["metrics"]} - {"target", "unlearned", "oracle"})
+    rows = [r for r in runs if base_key in r["metrics"]]
+    if not attacks or not rows:
+        return None
+    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(rows) * len(attacks)), 4))
+    width = 0.8 / len(attacks)
+    for a_idx, attack in enumerate(attacks):
+        vals = [r["metrics"].get(f"{attack}/{forget_metric}", float("nan")) - r["metrics"][base_key] for r in rows]
+        ax.bar([i + a_idx * width for i in range(len(rows))], vals, width, label=attack)
+    ax.set_xticks([i + width * (len(attacks) - 1) / 2 for i in range(len(rows))])
+    ax.set_xticklabels([_label(r) for r in rows], rotation=30, ha="right", fontsize=8)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_ylabel(f"{forget_metric}: attacked − unlearned")
+    ax.set_title("Recovery of forgotten knowledge per attack")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def report(root: Path, forget_metric: str = "forget_qa_acc", utility_metric: str = "retain_qa_acc") -> Dict[str, Path]:
+    """Write report.md, report.csv and the plots into ``root``; print the markdown table."""
+    root = Path(root)
+    runs = collect(root)
+    cols = metric_columns(runs)
+    md = to_markdown(runs, cols)
+    atomic_write_text(root / "report.md", md)
+    atomic_write_text(root / "report.csv", to_csv(runs, cols))
+    print(md)
+    out = {"markdown": root / "report.md", "csv": root / "report.csv"}
+    pareto = plot_pareto(runs, f"unlearned/{forget_metric}", f"unlearned/{utility_metric}", root / "pareto.png")
+    recovery = plot_recovery(runs, forget_metric, root / "attack_recovery.png")
+    for name, path in (("pareto", pareto), ("recovery", recovery)):
+        if path is not None:
+            out[name] = path
+            print(f"{name}: {path}")
+    return out
