@@ -97,7 +97,7 @@ def test_nan_loss_stops_keeps_last_good_state(cache_dir, tmp_path):
 
 
 BAD = [
-    (["method=nope"], "unknown method 'nope'", "known: ga, graddiff, npo, simnpo"),
+    (["method=nope"], "unknown method 'nope'", "known: adaptive_rmu, ceu, dpo, ga, graddiff"),
     (["method.betta=1"], "unknown hyperparameter 'method.betta'", "did you mean 'beta'?"),
     (["+method.betta=1"], "unknown hyperparameter 'method.betta'", "valid:"),
     (["method.beta=abc"], "method.beta='abc'", "expected float"),

@@ -134,13 +134,46 @@ def _task(cfg) -> None:
 
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
+    sweep_dir = hc.sweep.dir if multirun else None
     try:
-        pipeline.run(cfg, hc.sweep.dir if multirun else None)
+        if _needs_launch(cfg):
+            _launch_distributed(cfg, list(hc.overrides.task), sweep_dir)
+            return
+        pipeline.run(cfg, sweep_dir)
     except UserError as err:
         if not multirun:
             _fail(str(err))
         print(f"error: job {hc.job.num}: {err}", file=sys.stderr)
+        if os.environ.get("SUBMITIT_EXECUTOR"):
+            raise  # a Slurm/submitit job runs in its own process: fail it so `unlearn run` sees the failure
         FAILED.append(str(err))
+
+
+def _needs_launch(cfg) -> bool:
+    from unlearn_cli import distributed
+
+    return int(cfg.distributed.get("nproc_per_node", 1)) > 1 and not distributed.inside_launch()
+
+
+def _launch_distributed(cfg, overrides: List[str], sweep_dir) -> None:
+    """Re-run this job under ``torchrun`` with ``nproc_per_node`` ranks on this node.
+
+    The ranks get the job's own overrides plus its run dir, so a sweep point keeps the dir it
+    would have had; ``torchrun`` passes ranks through the environment (no ``--local_rank``).
+    """
+    import subprocess
+
+    from unlearn_cli import rundir
+
+    run_dir = rundir.resolve(cfg, sweep_dir)
+    n = int(cfg.distributed.nproc_per_node)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+           "-m", "unlearn_cli", "run", *[o for o in overrides if not o.startswith("output_dir=")],
+           f"output_dir={run_dir}"]
+    print(f"launching {n} processes: torchrun --standalone --nproc_per_node={n} -m unlearn_cli run ...", flush=True)
+    code = subprocess.run(cmd).returncode
+    if code != 0:
+        raise UserError(f"distributed run exited with code {code} (see the ranks' output above)")
 
 
 def _hydra_main(argv: List[str]) -> None:
@@ -156,9 +189,11 @@ def cmd_run(argv: List[str]) -> None:
     overrides = [a for a in argv if not a.startswith("-")]
     if not flags:
         validate(overrides, multirun)
-    _hydra_main(argv)
-    if multirun:
-        _redact_sweep_files(overrides)
+    try:
+        _hydra_main(argv)
+    finally:  # also when a launcher (submitit) reports a failed job by raising
+        if multirun:
+            _redact_sweep_files(overrides)
     if FAILED:
         _fail(f"{len(FAILED)} sweep job(s) failed; first: {FAILED[0]}", code=1)
 

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Tuple
 from omegaconf import DictConfig
 
 from unlearn_cli.binding import bind, to_plain
+from unlearn_cli.distributed import DistributedSpec
 from unlearn_cli.errors import UserError, suggest
 from unlearn_cli.models import ModelSpec
 from unlearn_cli.registry import ATTACKS, BENCHMARKS, LOGGERS, METHODS, METRICS, OPTIMIZERS, Registry
@@ -19,7 +20,6 @@ from unlearn_cli.scoring import DecodeSettings
 from unlearn_cli.training import TrainSettings
 
 STAGES = ("eval_target", "unlearn", "eval_unlearned", "attack", "eval_oracle")
-DISTRIBUTED = ("none",)
 
 
 @dataclass
@@ -53,6 +53,7 @@ class Components:
     prepare: PrepareSpec
     logger: Any
     saliency: SaliencySettings = field(default_factory=SaliencySettings)
+    distributed: DistributedSpec = field(default_factory=DistributedSpec)
     skip: set = field(default_factory=set)
 
 
@@ -89,18 +90,24 @@ def build(cfg: DictConfig) -> Components:
     for stage in skip:
         if stage not in STAGES:
             raise UserError(f"skip: unknown stage '{stage}';{suggest(stage, STAGES)} valid: {', '.join(STAGES)}")
-    dist = str(cfg.distributed.name)
-    if dist not in DISTRIBUTED:
-        raise UserError(f"unknown distributed '{dist}'; known: {', '.join(DISTRIBUTED)}")
+    dist_section = {k: v for k, v in (to_plain(cfg.distributed) or {}).items() if k != "name"}
+    dist = _dataclass(DistributedSpec, dist_section, "distributed")
     prep = cfg.prepare
     method_section = dict(to_plain(cfg.method))
     saliency = _dataclass(SaliencySettings, method_section.pop("saliency", None), "method.saliency")
     model_section = {k: v for k, v in (to_plain(cfg.model) or {}).items() if k != "name"}
+    optimizer = make(OPTIMIZERS, cfg.optimizer, "optimizer")
+    if dist.kind == "deepspeed" and not getattr(optimizer, "first_order", True):
+        raise UserError(f"optimizer '{cfg.optimizer.name}' re-evaluates the loss (step(closure)) and cannot run "
+                        f"under DeepSpeed; use distributed=ddp or distributed=none")
+    if dist.kind == "deepspeed" and saliency.sparsity is not None:
+        raise UserError("method.saliency (SalUn) restores masked weights itself and cannot run under DeepSpeed "
+                        "ZeRO; use distributed=ddp or distributed=none")
     return Components(
         model=_dataclass(ModelSpec, model_section, "model"),
         benchmark=make(BENCHMARKS, cfg.benchmark, "benchmark"),
         method=make(METHODS, method_section, "method"),
-        optimizer=make(OPTIMIZERS, cfg.optimizer, "optimizer"),
+        optimizer=optimizer,
         attacks=attacks,
         metrics=metrics,
         decode=_dataclass(DecodeSettings, cfg.eval.get("decode"), "eval.decode"),
@@ -109,5 +116,6 @@ def build(cfg: DictConfig) -> Components:
                             train=_dataclass(TrainSettings, prep.train, "prepare.train")),
         logger=make(LOGGERS, cfg.logger, "logger"),
         saliency=saliency,
+        distributed=dist,
         skip=skip,
     )

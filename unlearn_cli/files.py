@@ -11,7 +11,9 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
-SECRET = re.compile(r"(token|api[_-]?key|secret|password|passwd|credential)", re.IGNORECASE)
+# a key is secret when it ends in "token" (hf_token, access_token; not max_new_tokens) or names a key,
+# secret, password or credential
+SECRET = re.compile(r"(token$|api[_-]?key|secret|password|passwd|credential)", re.IGNORECASE)
 REDACTED = "<redacted>"
 
 
@@ -76,7 +78,7 @@ def redact_overrides(args: Iterable[str]) -> list:
     return [_scrub(str(a)) for a in args]
 
 
-_INLINE_SECRET = re.compile(r"([\w.+~]*(?:token|api[_-]?key|secret|password|passwd|credential)[\w.]*)=([^,\s\]]+)",
+_INLINE_SECRET = re.compile(r"([\w.+~]*(?:token|api[_-]?key\w*|secret\w*|password|passwd|credentials?))=([^,\s\]]+)",
                             re.IGNORECASE)
 
 

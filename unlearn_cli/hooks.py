@@ -12,11 +12,14 @@ from typing import Dict, Iterator, Optional, Sequence
 
 import torch
 
+from unlearn_cli.distributed import unwrap
 from unlearn_cli.errors import UserError
 
 
 def decoder_layers(model) -> torch.nn.ModuleList:
-    """The decoder blocks of a Llama/Mistral/Qwen2-style model (``model.model.layers``)."""
+    """The decoder blocks of a Llama/Mistral/Qwen2-style model (``model.model.layers``), also
+    inside a DDP or DeepSpeed wrapper."""
+    model = unwrap(model)
     inner = getattr(model, "model", None)
     layers = getattr(inner, "layers", None)
     if not isinstance(layers, torch.nn.ModuleList):

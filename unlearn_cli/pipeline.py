@@ -1,8 +1,9 @@
 """THE run, top to bottom.
 
 compose (cli) -> set up (seed, run dir, provenance, logger) -> build components -> load benchmark
--> prepare target/oracle (cached, embedded benchmarks only) -> eval target -> unlearn -> eval
-unlearned -> attack(s), each evaluated as its own stage -> eval oracle -> results.json + summary.
+-> prepare target/oracle (cached, locally built tiny targets only) -> eval oracle (first: its truth
+ratios / MIA AUC are the reference of forget_quality / privleak) -> eval target -> unlearn -> eval
+unlearned -> attack(s), each evaluated as its own stage -> results.json + plots + summary.
 Stages listed in ``skip`` are not run.
 """
 
@@ -19,7 +20,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from unlearn_cli import components, models, prepare, progress, rundir
+from unlearn_cli import checkpoint, components, distributed, models, prepare, progress, rundir
 from unlearn_cli.data.encoding import EncodedQA, encode_qa
 from unlearn_cli.errors import NonFiniteLossError, UserError
 from unlearn_cli.files import atomic_write_json, atomic_write_text, redact, replace_dir
@@ -27,9 +28,10 @@ from unlearn_cli.provenance import Provenance
 from unlearn_cli.methods.ga import GradientAscent
 from unlearn_cli.reference import Reference
 from unlearn_cli.saliency import SaliencyMask, compute_mask
-from unlearn_cli.scoring import StageScorer
+from unlearn_cli.scoring import EvalInputs, StageScorer
 from unlearn_cli.summary import print_summary
-from unlearn_cli.training import BatchStream, autocast_factory, total_steps, train
+from unlearn_cli.loggers.none import NoLogger
+from unlearn_cli.training import BatchStream, autocast_factory, make_scheduler, total_steps, train
 
 log = logging.getLogger("unlearn_cli")
 
@@ -64,6 +66,7 @@ class Run:
         self.c = components.build(cfg)
         self.run_dir = rundir.resolve(cfg, sweep_dir)
         self.name = rundir.run_name(cfg)
+        self.config_hash = rundir.config_hash(cfg)
         self.device = models.device()
         self.metrics: Dict[str, float] = {}
         self.seed = int(cfg.seed)
@@ -74,15 +77,22 @@ class Run:
         progress.set_enabled(bool(self.cfg.get("progress", True)))
         if self.cfg.get("threads"):
             torch.set_num_threads(int(self.cfg.threads))
-        rundir.claim(self.run_dir, bool(self.cfg.get("overwrite", False)))
+        distributed.init(self.c.distributed)
+        self.main = distributed.is_main()
         self.provenance = Provenance(self.seed, self.device)
         self.plain_cfg = redact(OmegaConf.to_container(self.cfg, resolve=True))
-        atomic_write_text(self.run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(self.plain_cfg)))
-        results = self.run_dir / "results.json"
-        if results.exists():
-            results.unlink()  # a stale or overwritten run; it is rewritten at the end
-        self.logger = self.c.logger
-        self.logger.start(self.run_dir, self.name, self.plain_cfg, group=self.cfg.get("sweep_name"))
+        self.logger = self.c.logger if self.main else NoLogger()
+        if self.main:  # only rank 0 writes; every rank derives the same run dir from the config
+            rundir.claim(self.run_dir, bool(self.cfg.get("overwrite", False)))
+            atomic_write_text(self.run_dir / "config.yaml", OmegaConf.to_yaml(OmegaConf.create(self.plain_cfg)))
+            results = self.run_dir / "results.json"
+            if results.exists():
+                results.unlink()  # a stale or overwritten run; it is rewritten at the end
+        else:
+            progress.set_enabled(False)
+        self.provenance.set("world_size", distributed.world_size())
+        self.logger.start(self.run_dir, self.name, self.plain_cfg, group=self.cfg.get("sweep_name"),
+                          resume=checkpoint.path(self.run_dir).exists())
 
     def _log(self, stage: str, step: int, values: dict) -> None:
         self.logger.log(stage, step, values)
@@ -135,26 +145,61 @@ class Run:
     def _encode(self) -> None:
         tpl = self.c.model.prompt_template
         self.train_encoded = {k: encode_qa(self.tok, v, tpl) for k, v in self.data.train.items() if v}
-        needed = sorted({s for m in self.c.metrics for s in getattr(m, "splits", [])})
-        unknown = [s for s in needed if s not in self.data.qa]
+        self.eval_inputs = EvalInputs(self.tok, tpl, self.data.qa, self.data.mcq, self.data.texts,
+                                      self.c.decode.max_text_tokens)
+        for metric in self.c.metrics:
+            if hasattr(metric, "resolve"):
+                metric.resolve(self.eval_inputs)
+        needed = sorted({s for m in self.c.metrics for s in (getattr(m, "splits", None) or [])})
+        unknown = [s for s in needed if self.eval_inputs.kind(s) is None]
         if unknown:
             raise UserError(f"eval.metrics: unknown split '{unknown[0]}' for benchmark '{self.cfg.benchmark.name}'; "
-                            f"known: {', '.join(sorted(self.data.qa))}")
-        self.eval_items = {s: self.data.qa[s] for s in needed}
-        self.eval_encoded = {s: encode_qa(self.tok, self.eval_items[s], tpl) for s in needed}
+                            f"known: {', '.join(self.eval_inputs.known())}")
+        self.eval_items = {s: self.data.qa[s] for s in needed if s in self.data.qa}
+        self.reference_exports: Dict[str, object] = {}
+        self.artifacts: Dict[str, dict] = {}
 
     # -- stages ----------------------------------------------------------------------------------
     def _evaluate(self, stage: str, model) -> None:
+        """Every metric of ``eval.metrics`` on one model through one shared ``StageScorer``. The
+        oracle stage runs first; what its metrics export (truth ratios, MIA AUC) is the reference
+        of every later stage (forget_quality, privleak)."""
         autocast = autocast_factory(self.c.unlearn.precision, self.device)
-        scorer = StageScorer(model, self.tok, self.eval_items, self.eval_encoded, self.c.decode, autocast, stage)
+        reference = {"is_reference": True} if stage == "oracle" else self.reference_exports
+        scorer = StageScorer(model, self.eval_inputs, self.c.decode, autocast, stage, reference)
         with self.provenance.stage(f"eval_{stage}"):
             values = {}
             for metric in self.c.metrics:
                 values.update(metric.compute(scorer))
+        if stage == "oracle":
+            self.reference_exports = dict(scorer.exports)
+        if scorer.artifacts:
+            self.artifacts[stage] = scorer.artifacts
         self.metrics.update({f"{stage}/{k}": float(v) for k, v in values.items()})
         self._log("eval", 0, {f"{stage}/{k}": float(v) for k, v in values.items()})
 
-    def _unlearn(self, model) -> None:
+    def _evaluate_oracle(self) -> None:
+        """Evaluate the retain-only oracle first, so later stages can compare with it."""
+        if self.oracle_path is not None and "eval_oracle" not in self.c.skip and self.main:
+            oracle, _ = self._load(self.oracle_path)
+            self._evaluate("oracle", oracle)
+            del oracle
+
+    def _save_plots(self) -> Dict[str, str]:
+        """PNG plots in the run dir (leak@k curves, stage bars); ``{name: path}`` for the logger."""
+        if not self.main:
+            return {}
+        from unlearn_cli import plots
+        if self.artifacts:
+            atomic_write_json(self.run_dir / "leak_at_k.json", {stage: art.get("leak_at_k", {})
+                                                               for stage, art in self.artifacts.items()})
+        try:
+            return plots.save_all(self.run_dir, self.metrics, self.artifacts)
+        except Exception as err:  # a plotting problem must not fail a finished run
+            log.warning("plots not written: %s", err)
+            return {}
+
+    def _unlearn(self, model):
         """Optional method hooks: ``extra_splits(train_items, encode)`` returns splits index-aligned
         with ``forget`` (refusal answers, ...); ``reference_splits`` names splits whose reference NLLs
         are cached; ``setup(model, reference)`` runs before the optimizer is built (freezing
@@ -174,26 +219,60 @@ class Run:
             splits.update(extra)
         reference = None
         if method.needs_reference:
-            reference = Reference(models.frozen_copy(model), self.tok.pad_token_id,
+            ref_model = distributed.wrap_reference(models.frozen_copy(model), self.c.distributed, settings)
+            reference = Reference(ref_model, self.tok.pad_token_id,
                                   cache=bool(self.cfg.get("cache_reference", True)), autocast=autocast)
             for split in getattr(method, "reference_splits", ("forget",)):
                 reference.precompute(split, splits[split])
         if hasattr(method, "setup"):
             method.setup(model, reference)
         saliency = self._saliency_mask(model, splits["forget"], autocast)
+        world = distributed.world_size()
+        for name, size in sizes.items():
+            if size % world:
+                raise UserError(f"unlearn batch size {size} ({name}) must be divisible by the {world} processes")
         stream = BatchStream(splits, sizes, self.tok.pad_token_id, self.seed + STAGE_SEEDS["unlearn"],
-                             aligned={k: "forget" for k in extra})
+                             aligned={k: "forget" for k in extra}, shard=(distributed.rank(), world))
         steps = total_steps(settings, len(splits["forget"]), settings.batch_size)
         optimizer = self.c.optimizer.build([p for p in model.parameters() if p.requires_grad], settings.lr)
+        scheduler = make_scheduler(optimizer, settings, steps)
+        wrapped, engine = distributed.wrap_for_training(model, optimizer, scheduler, self.c.distributed, settings,
+                                                        settings.batch_size // world)
+        start = 0
+        state = checkpoint.load(self.run_dir, self.config_hash) if engine is None else None
+        if state is not None:
+            start = checkpoint.restore(self.run_dir, state, model, optimizer, scheduler, stream, method)
+            self.provenance.set("resumed_from_step", start - 1)
+            progress.console.print(f"resuming unlearning at step {start} from {checkpoint.path(self.run_dir)}")
+        every = int(self.cfg.get("checkpoint_every") or 0)
+
+        def after_step(step: int) -> None:
+            if saliency:
+                saliency.after_step(optimizer)
+            if every and engine is None and self.main and (step + 1) % every == 0 and step + 1 < steps:
+                checkpoint.save(self.run_dir, step, model, optimizer, scheduler, stream, method, self.config_hash)
+
         try:
-            train(model, lambda m, b: method.loss(m, b, reference), stream, optimizer, settings, steps,
-                  stage="unlearn", log=self._log, device=self.device,
-                  after_step=(lambda step: saliency.after_step(optimizer)) if saliency else None)
+            train(wrapped, lambda m, b: method.loss(m, b, reference), stream, optimizer, settings, steps,
+                  stage="unlearn", log=self._log, device=self.device, scheduler=scheduler, engine=engine,
+                  after_step=after_step, start_step=start)
+            if wrapped is not model:
+                model = self._consolidate(wrapped, engine)
         finally:
             if saliency:
                 saliency.remove()
-            for p in model.parameters():  # methods may have frozen layers; attacks tune everything
-                p.requires_grad_(True)
+            for p in (model.parameters() if model is not None else ()):  # methods may freeze layers;
+                p.requires_grad_(True)                                     # attacks tune everything
+        return model
+
+    def _consolidate(self, wrapped, engine):
+        """A plain model holding the full unlearned weights (gathered from ZeRO shards) on rank 0."""
+        state = distributed.consolidated_state(wrapped, engine)
+        if not self.main:
+            return None
+        fresh, _ = self._load(self.target_path)
+        fresh.load_state_dict(state)
+        return fresh
 
     def _saliency_mask(self, model, forget: EncodedQA, autocast):
         """SalUn: score weights by |sum of GA-loss gradients| over one pass of the forget set
@@ -222,11 +301,15 @@ class Run:
 
     # -- outputs ---------------------------------------------------------------------------------
     def _write_results(self, status: str) -> None:
+        if not self.main:
+            return
         atomic_write_json(self.run_dir / "results.json",
                           {"status": status, "run_name": self.name, "metrics": self.metrics})
         atomic_write_json(self.run_dir / "provenance.json", self.provenance.as_dict())
 
     def _save_model(self, model) -> None:
+        if not self.main:
+            return
         tmp = self.run_dir / ".model.tmp"
         models.save(model, self.tok, tmp)
         replace_dir(tmp, self.run_dir / "model")
@@ -236,23 +319,26 @@ class Run:
         try:
             with self.provenance.stage("load_data"):
                 self._load_data()
-            with self.provenance.stage("prepare"):
+            with self.provenance.stage("prepare"), distributed.main_first():
                 self._prepare()
             model, self.tok = self._load(self.target_path)
             if hasattr(self.c.method, "check_model"):
                 self.c.method.check_model(model)
             self._encode()
-            if "eval_target" not in self.c.skip:
+            self._evaluate_oracle()
+            if "eval_target" not in self.c.skip and self.main:
                 self._evaluate("target", model)
             if "unlearn" not in self.c.skip:
                 try:
                     with self.provenance.stage("unlearn"):
-                        self._unlearn(model)
+                        model = self._unlearn(model)
                 except NonFiniteLossError:
                     if self.cfg.get("save_model"):
                         self._save_model(model)
                     self._write_results("failed: non-finite loss during unlearning")
                     raise
+                if not self.main:  # other ranks are done: evaluation and attacks run on rank 0
+                    return self.run_dir
                 if "eval_unlearned" not in self.c.skip:
                     self._evaluate("unlearned", model)
             if "attack" not in self.c.skip:
@@ -260,13 +346,13 @@ class Run:
                     self._attack(name, attack, model)
             if self.cfg.get("save_model"):
                 self._save_model(model)
-            if self.oracle_path is not None and "eval_oracle" not in self.c.skip:
-                oracle, _ = self._load(self.oracle_path)
-                self._evaluate("oracle", oracle)
             self._write_results("complete")
-            self.logger.summary(self.metrics)
+            if self.main:
+                checkpoint.clear(self.run_dir)
+            self.logger.summary(self.metrics, images=self._save_plots())
         finally:
             self.logger.close()
+            distributed.shutdown()
         print_summary(self.metrics, self.name)
         progress.console.print(f"results: {self.run_dir / 'results.json'}")
         return self.run_dir

@@ -1,29 +1,87 @@
 """Scoring core shared by every metric of a stage.
 
-``StageScorer`` computes, at most once per split and stage, (a) greedy generations from the
-prompts (length-bucketed, left-padded batches with KV cache) and (b) per-example answer NLLs
-(one forward per batch). Metrics ask it for what they need, so two metrics on the same split
-share one generation pass and one scoring pass.
+``EvalInputs`` holds a run's evaluation splits (QA, multiple-choice, raw text) and memoises their
+token ids, so every stage reuses one encoding. ``StageScorer`` holds one model at one stage and
+computes, at most once per (split, view, settings) key:
+
+* greedy generations (``generations``) and sampled generations with ``num_return_sequences``
+  (``samples``): length-bucketed, left-padded batches, KV cache (``model.generate``);
+* answer NLLs for the gold answer or any per-item answer list (paraphrased, perturbed answers):
+  one forward per right-padded batch (``answer_nll`` / ``mean_nll``);
+* per-token log-probs of texts or answers, optionally with the per-position mean / std of
+  ``log p`` over the vocabulary (Min-K%++), computed in the same forward (``token_stats``);
+* multiple-choice letter log-likelihoods (``mcq_logprobs``): one forward per batch when every
+  letter continuation is a single token (the next-token log-softmax at ``"Answer:"``), otherwise
+  one scored sequence per choice.
+
+Metrics ask the scorer for what they need, so two metrics on the same split share one pass.
+``exports`` collects per-stage values other stages need (the oracle's truth ratios and MIA AUC),
+``reference`` holds the oracle's exports for the current stage, ``artifacts`` collects curves
+that the pipeline saves and plots.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import zlib
 from dataclasses import dataclass
-from typing import Dict, List, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
+import numpy as np
 import torch
 
 from unlearn_cli import progress
-from unlearn_cli.data.encoding import EncodedQA, left_pad
+from unlearn_cli.data.encoding import (EncodedQA, MCQ_LETTERS, encode_qa, encode_texts, left_pad, render_icl,
+                                       render_mcq)
+from unlearn_cli.errors import UserError
 from unlearn_cli.losses import sequence_nll
+
+log = logging.getLogger("unlearn_cli")
 
 
 @dataclass
 class DecodeSettings:
-    """Decoding settings shared by generation metrics."""
+    """Decoding settings shared by every generation metric (``eval.decode``).
+
+    Greedy metrics use ``max_new_tokens``; sampling metrics (leak@k) use ``temperature``,
+    ``top_p``, ``top_k`` (0 = off) unless they sweep their own grid, seeded by ``seed``.
+    ``batch_size`` counts sequences per forward/generate call (prompts x samples).
+    ``max_text_tokens`` truncates raw texts scored for membership inference."""
 
     max_new_tokens: int = 24
     batch_size: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int = 0
+    max_text_tokens: int = 512
+
+    def __post_init__(self):
+        for key in ("max_new_tokens", "batch_size", "max_text_tokens"):
+            if int(getattr(self, key)) < 1:
+                raise UserError(f"eval.decode.{key} must be >= 1, got {getattr(self, key)}")
+        check_sampling(self.temperature, self.top_p, self.top_k, "eval.decode")
+
+
+def check_sampling(temperature: float, top_p: float, top_k: int, where: str) -> None:
+    """One-line errors for an invalid sampling policy."""
+    if not temperature > 0:
+        raise UserError(f"{where}.temperature must be > 0, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise UserError(f"{where}.top_p must be in (0, 1], got {top_p}")
+    if top_k < 0:
+        raise UserError(f"{where}.top_k must be >= 0 (0 = off), got {top_k}")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """A sampling policy: ``n`` samples per prompt at ``temperature`` / ``top_p`` / ``top_k``."""
+
+    n: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
 
 
 def _length_buckets(lengths: Sequence[int], batch_size: int) -> List[List[int]]:
@@ -31,32 +89,66 @@ def _length_buckets(lengths: Sequence[int], batch_size: int) -> List[List[int]]:
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
 
 
+def _device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def _positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that ignore left padding (as ``generate`` computes them)."""
+    return (mask.cumsum(-1) - 1).clamp_min(0)
+
+
+@contextlib.contextmanager
+def _seeded(seed: int, device: torch.device):
+    """Seed torch's RNG for the block without disturbing the caller's RNG state."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
 @torch.no_grad()
-def generate_greedy(model, tokenizer, prompts: Sequence[Sequence[int]], settings: DecodeSettings,
-                    autocast, desc: str = "generate") -> List[str]:
-    """Greedy continuations (decoded, special tokens stripped), in the order of ``prompts``."""
-    dev = next(model.parameters()).device
-    out: List[str] = [""] * len(prompts)
-    buckets = _length_buckets([len(p) for p in prompts], settings.batch_size)
-    with progress.bar(desc, len(prompts)) as advance:
-        for idx in buckets:
+def generate(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens: int, batch_size: int,
+             autocast, sampling: Optional[Sampling] = None, seed: int = 0,
+             desc: str = "generate") -> List[List[str]]:
+    """Continuations of ``prompts`` (decoded, special tokens stripped), one list per prompt:
+    one greedy string, or ``sampling.n`` samples drawn with ``num_return_sequences``. Prompts are
+    length-bucketed and left-padded; ``batch_size`` bounds prompts x samples per call."""
+    dev = _device(model)
+    n = sampling.n if sampling else 1
+    out: List[List[str]] = [[] for _ in prompts]
+    per_call = max(1, batch_size // n)
+    kwargs = dict(do_sample=False)
+    if sampling:
+        kwargs = dict(do_sample=True, num_return_sequences=n, temperature=sampling.temperature,
+                      top_p=sampling.top_p, top_k=sampling.top_k)
+    rng = _seeded(seed, dev) if sampling else contextlib.nullcontext()
+    with rng, progress.bar(desc, len(prompts)) as advance:
+        for idx in _length_buckets([len(p) for p in prompts], per_call):
             batch = left_pad([prompts[i] for i in idx], tokenizer.pad_token_id)
             with autocast():
-                gen = model.generate(
-                    input_ids=batch["input_ids"].to(dev), attention_mask=batch["attention_mask"].to(dev),
-                    max_new_tokens=settings.max_new_tokens, do_sample=False,
-                    pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
+                gen = model.generate(input_ids=batch["input_ids"].to(dev),
+                                     attention_mask=batch["attention_mask"].to(dev),
+                                     max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                     eos_token_id=tokenizer.eos_token_id, **kwargs)
             texts = tokenizer.batch_decode(gen[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-            for i, t in zip(idx, texts):
-                out[i] = t.strip()
+            for row, i in enumerate(idx):
+                out[i] = [t.strip() for t in texts[row * n:(row + 1) * n]]
             advance(len(idx))
     return out
+
+
+def generate_greedy(model, tokenizer, prompts: Sequence[Sequence[int]], settings: DecodeSettings,
+                    autocast, desc: str = "generate") -> List[str]:
+    """Greedy continuations, in the order of ``prompts``."""
+    return [g[0] for g in generate(model, tokenizer, prompts, settings.max_new_tokens, settings.batch_size,
+                                   autocast, desc=desc)]
 
 
 @torch.no_grad()
 def answer_nll(model, encoded: EncodedQA, pad_id: int, batch_size: int, autocast):
     """(summed answer NLL, answer token count) per example, as float tensors on CPU."""
-    dev = next(model.parameters()).device
+    dev = _device(model)
     sums, counts = torch.zeros(len(encoded)), torch.zeros(len(encoded))
     for idx in _length_buckets([len(p) + len(a) for p, a in zip(encoded.prompts, encoded.answers)], batch_size):
         batch = encoded.batch(idx, pad_id)
@@ -68,29 +160,302 @@ def answer_nll(model, encoded: EncodedQA, pad_id: int, batch_size: int, autocast
     return sums, counts
 
 
-class StageScorer:
-    """Memoised generations and answer NLLs of one model at one stage."""
+@dataclass
+class TokenStats:
+    """Per supervised token of one sequence: ``logp`` = log p(x_t | x_<t); with moments, ``mu`` /
+    ``sigma`` = mean / std of log p(v) under the next-token distribution at that position."""
 
-    def __init__(self, model, tokenizer, items: Dict[str, list], encoded: Dict[str, EncodedQA],
-                 decode: DecodeSettings, autocast, stage: str):
-        self.model = model
-        self.items = items
+    logp: np.ndarray
+    mu: Optional[np.ndarray] = None
+    sigma: Optional[np.ndarray] = None
+
+
+@torch.no_grad()
+def token_stats(model, encoded: EncodedQA, pad_id: int, batch_size: int, autocast,
+                moments: bool = False, min_var: float = 1e-6) -> List[TokenStats]:
+    """Per-token log-probs of every row's answer tokens (and Min-K%++ moments), one forward per
+    right-padded batch; the moments are taken in float32 over the supervised positions only."""
+    dev = _device(model)
+    out: List[Optional[TokenStats]] = [None] * len(encoded)
+    for idx in _length_buckets([len(p) + len(a) for p, a in zip(encoded.prompts, encoded.answers)], batch_size):
+        batch = encoded.batch(idx, pad_id)
+        with autocast():
+            logits = model(input_ids=batch["input_ids"].to(dev), attention_mask=batch["attention_mask"].to(dev)).logits
+        labels = batch["labels"][:, 1:].to(dev)
+        mask = labels != -100
+        logits = logits[:, :-1][mask].float()  # (supervised tokens, vocab)
+        logp_all = torch.log_softmax(logits, dim=-1)
+        lp = logp_all.gather(-1, labels[mask].unsqueeze(-1)).squeeze(-1)
+        if moments:
+            p = logp_all.exp()
+            mu = (p * logp_all).sum(-1)
+            sigma = ((p * logp_all.square()).sum(-1) - mu.square()).clamp_min(min_var).sqrt()
+        counts = mask.sum(-1).tolist()
+        start = 0
+        for row, i in enumerate(idx):
+            sl = slice(start, start + counts[row])
+            out[i] = TokenStats(lp[sl].double().cpu().numpy(),
+                                mu[sl].double().cpu().numpy() if moments else None,
+                                sigma[sl].double().cpu().numpy() if moments else None)
+            start += counts[row]
+    return out
+
+
+@torch.no_grad()
+def mcq_logprobs(model, tokenizer, prompts: Sequence[Sequence[int]], num_choices: int, batch_size: int,
+                 autocast, fast_path: bool = True) -> torch.Tensor:
+    """(N, C) log-likelihoods of the continuations ``" A"``, ``" B"``, ... after each prompt.
+
+    Single-token letters (the usual case): one left-padded forward per batch, the letters read off
+    the next-token log-softmax at the prompt's last position. Otherwise each (prompt, letter) pair
+    is scored as a sequence (``answer_nll``), C rows per prompt (also when ``fast_path`` is off)."""
+    letters = tokenizer([" " + c for c in MCQ_LETTERS[:num_choices]], add_special_tokens=False)["input_ids"]
+    dev = _device(model)
+    out = torch.zeros(len(prompts), num_choices)
+    if fast_path and all(len(ids) == 1 for ids in letters):
+        letter_ids = torch.tensor([ids[0] for ids in letters], device=dev)
+        for idx in _length_buckets([len(p) for p in prompts], batch_size):
+            batch = left_pad([prompts[i] for i in idx], tokenizer.pad_token_id)
+            mask = batch["attention_mask"].to(dev)
+            with autocast():
+                logits = model(input_ids=batch["input_ids"].to(dev), attention_mask=mask,
+                               position_ids=_positions(mask)).logits
+            logp = torch.log_softmax(logits[:, -1].float(), dim=-1)
+            out[idx] = logp[:, letter_ids].cpu()
+        return out
+    pairs = EncodedQA([list(p) for p in prompts for _ in range(num_choices)],
+                      [list(letters[c]) for _ in prompts for c in range(num_choices)])
+    sums, _ = answer_nll(model, pairs, tokenizer.pad_token_id, batch_size, autocast)
+    return (-sums).view(len(prompts), num_choices)
+
+
+# ---------------------------------------------------------------------------------------------
+# Evaluation inputs (per run) and the per-stage scorer
+
+MCQ_SUBJECTS = {"wmdp_bio": "biology", "wmdp_chem": "chemistry", "wmdp_cyber": "cybersecurity"}
+
+
+def mcq_subject(split: str, entity: str) -> Optional[str]:
+    """The header subject of the lm-evaluation-harness template: WMDP splits by name, MMLU items by
+    their subject (``entity``, underscores as spaces); none for other benchmarks."""
+    from unlearn_cli.data.benchmarks.mmlu import SUBJECTS
+    if split in MCQ_SUBJECTS:
+        return MCQ_SUBJECTS[split]
+    if entity in SUBJECTS:
+        return entity.replace("_", " ")
+    return None
+
+
+class EvalInputs:
+    """A run's evaluation splits and their memoised token ids (shared by every stage).
+
+    QA splits: ``qa``; multiple-choice: ``mcq``; raw texts: ``texts``. Views of a QA split:
+    ``question`` (templated prompt), ``paraphrased_question``, ``raw`` (``<bos>`` + question, no
+    template: MUSE VerbMem prefixes) and ``icl:<split>`` (MUSE KnowMem few-shot prompt built from
+    the demonstrations in QA split ``<split>``)."""
+
+    def __init__(self, tokenizer, template: str, qa: Dict[str, list], mcq: Optional[Dict[str, list]] = None,
+                 texts: Optional[Dict[str, list]] = None, max_text_tokens: int = 512):
         self.tokenizer = tokenizer
-        self.encoded = encoded
+        self.template = template
+        self.qa = dict(qa)
+        self.mcq = dict(mcq or {})
+        self.texts = dict(texts or {})
+        self.max_text_tokens = max_text_tokens
+        self._memo: Dict[tuple, object] = {}
+
+    def kind(self, split: str) -> Optional[str]:
+        for kind, table in (("qa", self.qa), ("mcq", self.mcq), ("text", self.texts)):
+            if split in table:
+                return kind
+        return None
+
+    def known(self) -> List[str]:
+        return sorted(set(self.qa) | set(self.mcq) | set(self.texts))
+
+    def require(self, split: str, kind: str) -> None:
+        if self.kind(split) != kind:
+            names = {"qa": self.qa, "mcq": self.mcq, "text": self.texts}[kind]
+            raise UserError(f"split '{split}' is not a {kind} split of this benchmark; "
+                            f"{kind} splits: {', '.join(sorted(names)) or '(none)'}")
+
+    def _cached(self, key: tuple, build):
+        if key not in self._memo:
+            self._memo[key] = build()
+        return self._memo[key]
+
+    @property
+    def _bos(self) -> List[int]:
+        bos = self.tokenizer.bos_token_id
+        return [bos] if bos is not None else []
+
+    def _ids(self, texts: Sequence[str]) -> List[List[int]]:
+        return self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+
+    def prompts(self, split: str, view: str = "question") -> List[List[int]]:
+        """Prompt ids of QA split ``split`` under ``view`` (see the class docstring)."""
+        self.require(split, "qa")
+        items = self.qa[split]
+
+        def build():
+            if view == "question":
+                return encode_qa(self.tokenizer, items, self.template).prompts if items[0].question else \
+                    [list(self._bos) for _ in items]
+            if view == "paraphrased_question":
+                return encode_qa(self.tokenizer, [_with_question(it, it.paraphrased_question or it.question)
+                                                  for it in items], self.template).prompts
+            if view == "raw":
+                return [self._bos + ids for ids in self._ids([it.question for it in items])]
+            if view.startswith("icl:"):
+                demo_split = view[4:]
+                self.require(demo_split, "qa")
+                demos = [(d.question, d.answer) for d in self.qa[demo_split]]
+                return [self._bos + ids for ids in self._ids([render_icl(demos, it.question) for it in items])]
+            raise UserError(f"unknown prompt view '{view}'; known: question, paraphrased_question, raw, icl:<split>")
+        return self._cached(("prompts", split, view), build)
+
+    def answers(self, split: str, field: str = "answer", view: str = "question") -> Tuple[EncodedQA, int]:
+        """(encoded prompt + answer rows, answers per item) for ``field``: ``answer``,
+        ``paraphrased_answer`` (falls back to ``answer`` when an item has none) or ``perturbed``
+        (all wrong answers, item-major, J per item)."""
+        self.require(split, "qa")
+        items = self.qa[split]
+
+        def build():
+            if field == "answer":
+                texts, per = [it.answer for it in items], 1
+            elif field == "paraphrased_answer":
+                texts, per = [it.paraphrased_answer or it.answer for it in items], 1
+            elif field == "perturbed":
+                per = len(items[0].perturbed)
+                if per == 0 or any(len(it.perturbed) != per for it in items):
+                    raise UserError(f"split '{split}' has no (or unevenly many) perturbed answers")
+                texts = [a for it in items for a in it.perturbed]
+            else:
+                raise UserError(f"unknown answer field '{field}'; known: answer, paraphrased_answer, perturbed")
+            prompts = self.prompts(split, view)
+            answer_ids = self._ids([" " + t for t in texts])
+            eos = [self.tokenizer.eos_token_id]
+            rows = EncodedQA([list(prompts[i // per]) for i in range(len(texts))], [a + eos for a in answer_ids])
+            return rows, per
+        return self._cached(("answers", split, field, view), build)
+
+    def scored_texts(self, split: str) -> Tuple[EncodedQA, List[str]]:
+        """Rows whose supervised tokens are scored for membership inference, with the text each
+        row stands for (zlib): a text split as ``<bos>`` + text (first ``max_text_tokens`` tokens),
+        a QA split as its answer given the templated question (OpenUnlearning's TOFU MIA)."""
+        def build():
+            if self.kind(split) == "text":
+                enc = encode_texts(self.tokenizer, self.texts[split], chunk=None, add_eos=False)
+                enc = EncodedQA(enc.prompts, [a[:self.max_text_tokens] for a in enc.answers])
+                return enc, [self.tokenizer.decode(a) for a in enc.answers]
+            if self.kind(split) == "qa":
+                rows, _ = self.answers(split)
+                return rows, [it.answer for it in self.qa[split]]
+            raise UserError(f"split '{split}' is neither a text nor a QA split; known: {', '.join(self.known())}")
+        return self._cached(("texts", split), build)
+
+    def mcq_prompts(self, split: str) -> Tuple[List[List[int]], int]:
+        """(zero-shot prompt ids, number of choices) of multiple-choice split ``split``."""
+        self.require(split, "mcq")
+        items = self.mcq[split]
+
+        def build():
+            n = len(items[0].choices)
+            if any(len(it.choices) != n for it in items):
+                raise UserError(f"split '{split}' mixes items with different numbers of choices")
+            texts = [render_mcq(it.question, it.choices, mcq_subject(split, it.entity)) for it in items]
+            return [self._bos + ids for ids in self._ids(texts)], n
+        return self._cached(("mcq", split), build)
+
+
+def _with_question(item, question: str):
+    from dataclasses import replace
+    return replace(item, question=question)
+
+
+class StageScorer:
+    """Memoised generations, answer NLLs, token statistics and MCQ scores of one model at one stage."""
+
+    def __init__(self, model, inputs: EvalInputs, decode: DecodeSettings, autocast, stage: str,
+                 reference: Optional[dict] = None):
+        self.model = model
+        self.inputs = inputs
+        self.tokenizer = inputs.tokenizer
+        self.items = inputs.qa
+        self.mcq = inputs.mcq
+        self.texts = inputs.texts
         self.decode = decode
         self.autocast = autocast
         self.stage = stage
-        self._gen: Dict[str, List[str]] = {}
-        self._nll: Dict[str, tuple] = {}
+        self.reference = dict(reference or {})
+        self.exports: Dict[str, object] = {}
+        self.artifacts: Dict[str, object] = {}
+        self._memo: Dict[tuple, object] = {}
 
-    def generations(self, split: str) -> List[str]:
-        if split not in self._gen:
-            self._gen[split] = generate_greedy(self.model, self.tokenizer, self.encoded[split].prompts,
-                                               self.decode, self.autocast, desc=f"eval {self.stage}:{split}")
-        return self._gen[split]
+    def _cached(self, key: tuple, build):
+        if key not in self._memo:
+            self._memo[key] = build()
+        return self._memo[key]
 
-    def answer_nll(self, split: str):
-        if split not in self._nll:
-            self._nll[split] = answer_nll(self.model, self.encoded[split], self.tokenizer.pad_token_id,
-                                          self.decode.batch_size, self.autocast)
-        return self._nll[split]
+    @property
+    def pad_id(self) -> int:
+        return self.tokenizer.pad_token_id
+
+    # -- generation -------------------------------------------------------------------------------
+    def generations(self, split: str, view: str = "question", max_new_tokens: Optional[int] = None) -> List[str]:
+        """Greedy answers of QA split ``split`` (one per item)."""
+        mnt = max_new_tokens or self.decode.max_new_tokens
+        return self._cached(("gen", split, view, mnt), lambda: [g[0] for g in generate(
+            self.model, self.tokenizer, self.inputs.prompts(split, view), mnt, self.decode.batch_size,
+            self.autocast, desc=f"eval {self.stage}:{split}")])
+
+    def samples(self, split: str, sampling: Sampling, view: str = "question",
+                max_new_tokens: Optional[int] = None, limit: Optional[int] = None) -> List[List[str]]:
+        """``sampling.n`` sampled answers per item of QA split ``split`` (first ``limit`` items)."""
+        mnt = max_new_tokens or self.decode.max_new_tokens
+        prompts = self.inputs.prompts(split, view)[:limit]
+        return self._cached(("sample", split, view, mnt, sampling, limit), lambda: generate(
+            self.model, self.tokenizer, prompts, mnt, self.decode.batch_size, self.autocast, sampling=sampling,
+            seed=self.decode.seed, desc=f"sample {self.stage}:{split} T={sampling.temperature} p={sampling.top_p}"))
+
+    # -- likelihoods --------------------------------------------------------------------------------
+    def answer_nll(self, split: str, field: str = "answer", view: str = "question"):
+        """(summed NLL, token count) per answer row: shape (N,) for single answers, (N, J) for
+        ``field='perturbed'``."""
+        def build():
+            rows, per = self.inputs.answers(split, field, view)
+            sums, counts = answer_nll(self.model, rows, self.pad_id, self.decode.batch_size, self.autocast)
+            if field == "perturbed":
+                return sums.view(-1, per), counts.view(-1, per)
+            return sums, counts
+        return self._cached(("nll", split, field, view), build)
+
+    def mean_nll(self, split: str, field: str = "answer", view: str = "question") -> np.ndarray:
+        """Length-normalised answer NLLs ``l_bar`` (float64 numpy)."""
+        sums, counts = self.answer_nll(split, field, view)
+        return (sums / counts.clamp_min(1)).double().numpy()
+
+    def token_stats(self, split: str, moments: bool = False) -> List[TokenStats]:
+        """Per-token log-probs (and Min-K%++ moments) of a text split or a QA split's answers;
+        a moments pass also serves later requests without moments."""
+        if not moments and ("tok", split, True) in self._memo:
+            return self._memo[("tok", split, True)]
+        rows, _ = self.inputs.scored_texts(split)
+        return self._cached(("tok", split, moments), lambda: token_stats(
+            self.model, rows, self.pad_id, self.decode.batch_size, self.autocast, moments=moments))
+
+    def text_of(self, split: str) -> List[str]:
+        """The text each scored row stands for (zlib attack)."""
+        return self.inputs.scored_texts(split)[1]
+
+    def zlib_lengths(self, split: str) -> np.ndarray:
+        return self._cached(("zlib", split), lambda: np.array(
+            [len(zlib.compress(t.encode("utf-8"))) for t in self.text_of(split)], dtype=np.float64))
+
+    def mcq_logprobs(self, split: str) -> torch.Tensor:
+        """(N, C) letter log-likelihoods of multiple-choice split ``split``."""
+        def build():
+            prompts, n = self.inputs.mcq_prompts(split)
+            return mcq_logprobs(self.model, self.tokenizer, prompts, n, self.decode.batch_size, self.autocast)
+        return self._cached(("mcq", split), build)

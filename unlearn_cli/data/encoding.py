@@ -2,7 +2,10 @@
 
 Prompt and answer are encoded separately (BPE would merge across the boundary otherwise): the
 prompt as ``<bos> + template(question)``, the answer as ``" " + answer + <eos>``. Training and
-scoring use exactly these ids; generation feeds the prompt ids only.
+scoring use exactly these ids; generation feeds the prompt ids only. Raw-text items (empty
+question: MUSE articles, corpora) are encoded as ``<bos>`` + text with every token supervised,
+chunked to ``TEXT_CHUNK`` tokens (:func:`encode_texts`). Evaluation prompt renderers for
+multiple-choice (:func:`render_mcq`) and few-shot QA (:func:`render_icl`) live here too.
 """
 
 from __future__ import annotations
@@ -60,6 +63,14 @@ def encode_qa(tokenizer, items, template: str, answers: Optional[Sequence[str]] 
     if len(items) == 0:
         raise UserError("cannot encode an empty split")
     texts = list(answers) if answers is not None else [it.answer for it in items]
+    if answers is None and any(not it.question for it in items):
+        # raw-text items (empty question) are supervised whole, chunked; mixed lists (a text
+        # corpus plus QA retain data, prepare stage) become the QA rows followed by the text rows
+        qa_items = [it for it in items if it.question]
+        text_rows = encode_texts(tokenizer, [it.answer for it in items if not it.question],
+                                 chunk=max_length or TEXT_CHUNK)
+        return encode_qa(tokenizer, qa_items, template, max_length=max_length).concat(text_rows) if qa_items \
+            else text_rows
     prompt_ids = tokenizer([render_prompt(template, it.question) for it in items],
                            add_special_tokens=False)["input_ids"]
     answer_ids = tokenizer([" " + a for a in texts], add_special_tokens=False)["input_ids"]
@@ -70,6 +81,55 @@ def encode_qa(tokenizer, items, template: str, answers: Optional[Sequence[str]] 
     if max_length:
         outs = [a[: max(1, max_length - len(p))] for p, a in zip(prompts, outs)]
     return EncodedQA(prompts, outs)
+
+
+# Raw text (MUSE articles, WMDP corpora): rows of at most this many supervised tokens.
+TEXT_CHUNK = 256
+
+
+def encode_texts(tokenizer, texts: Sequence[str], chunk: Optional[int] = TEXT_CHUNK,
+                 add_eos: bool = True) -> EncodedQA:
+    """Raw-text items (empty question): prompt ``[<bos>]``, every text token supervised.
+
+    A text longer than ``chunk`` tokens becomes several rows of ``chunk`` tokens (each after its
+    own ``<bos>``; ``<eos>`` ends the last one), so rows no longer align one-to-one with items
+    when ``chunk`` is set; ``chunk=None`` keeps one row per text. Used for training on corpora and,
+    with ``chunk=None, add_eos=False``, for scoring texts (membership inference)."""
+    if len(texts) == 0:
+        raise UserError("cannot encode an empty split")
+    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+    prompts, outs = [], []
+    for row in ids:
+        row = row + ([tokenizer.eos_token_id] if add_eos else [])
+        if not row:
+            continue
+        step = chunk or len(row)
+        for start in range(0, len(row), step):
+            prompts.append(list(bos))
+            outs.append(row[start:start + step])
+    return EncodedQA(prompts, outs)
+
+
+MCQ_LETTERS = ("A", "B", "C", "D", "E", "F", "G", "H")
+
+
+def render_mcq(question: str, choices: Sequence[str], subject: Optional[str] = None) -> str:
+    """Zero-shot multiple-choice prompt of lm-evaluation-harness (WMDP, MMLU; benchmarks.md 3-4):
+    ``"The following are multiple choice questions (with answers) about {subject}.\n\n"`` (only
+    when ``subject`` is given) + ``question.strip()`` + ``"\nA. c0\nB. c1..."`` + ``"\nAnswer:"``;
+    the continuations scored are ``" A"``, ``" B"``, ..."""
+    if len(choices) > len(MCQ_LETTERS):
+        raise UserError(f"multiple-choice items may have at most {len(MCQ_LETTERS)} choices, got {len(choices)}")
+    head = f"The following are multiple choice questions (with answers) about {subject}.\n\n" if subject else ""
+    lines = "".join(f"\n{MCQ_LETTERS[i]}. {c}" for i, c in enumerate(choices))
+    return f"{head}{question.strip()}{lines}\nAnswer:"
+
+
+def render_icl(demos: Sequence[tuple], question: str) -> str:
+    """MUSE KnowMem few-shot prompt: ``"Question: {q}\nAnswer: {a}\n\n"`` per demonstration, then
+    ``"Question: {question}\nAnswer: "`` (benchmarks.md section 2)."""
+    return "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in demos) + f"Question: {question}\nAnswer: "
 
 
 def left_pad(seqs: Sequence[Sequence[int]], pad_id: int) -> Dict[str, torch.Tensor]:

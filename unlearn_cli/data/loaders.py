@@ -197,6 +197,23 @@ def mcq_item(row: Any, where: str, entity: str = "", num_choices: int = 4) -> MC
     return MCQItem(text_field(row, "question", where), choices, index_field(row, "answer", where, num_choices), entity)
 
 
+def corpus_of(*tables) -> List[str]:
+    """Every text of the given split tables (``{split: [QAItem | MCQItem | str]}``): questions,
+    answers, paraphrases, perturbed answers, choices; the tokenizer corpus of a tiny target."""
+    out: List[str] = []
+    for table in tables:
+        for items in table.values():
+            for it in items:
+                if isinstance(it, str):
+                    out.append(it)
+                elif isinstance(it, MCQItem):
+                    out += [it.question, *it.choices]
+                else:
+                    out += [t for t in (it.question, it.answer, it.paraphrased_answer, it.paraphrased_question)
+                            if t] + list(it.perturbed)
+    return out
+
+
 def head(items: Sequence, limit: Optional[int]) -> list:
     """The first ``limit`` items (all when ``limit`` is None)."""
     return list(items) if limit is None else list(items[:limit])

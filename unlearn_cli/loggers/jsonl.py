@@ -16,8 +16,10 @@ class JsonlLogger:
         self.filename = filename
         self._fh = None
 
-    def start(self, run_dir: Path, run_name: str, config: dict, group: str | None = None) -> None:
-        self._fh = open(Path(run_dir) / self.filename, "w", encoding="utf-8")
+    def start(self, run_dir: Path, run_name: str, config: dict, group: str | None = None,
+              resume: bool = False) -> None:
+        """Open the file (appending when the run resumes from a checkpoint)."""
+        self._fh = open(Path(run_dir) / self.filename, "a" if resume else "w", encoding="utf-8")
 
     def log(self, stage: str, step: int, values: dict) -> None:
         if self._fh is not None:

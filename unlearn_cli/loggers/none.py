@@ -9,7 +9,8 @@ from unlearn_cli.registry import LOGGERS
 class NoLogger:
     """Discards per-step logs (results.json, config.yaml and provenance.json are still written)."""
 
-    def start(self, run_dir: Path, run_name: str, config: dict, group: str | None = None) -> None:
+    def start(self, run_dir: Path, run_name: str, config: dict, group: str | None = None,
+              resume: bool = False) -> None:
         pass
 
     def log(self, stage: str, step: int, values: dict) -> None:

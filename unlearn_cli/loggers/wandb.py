@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 from pathlib import Path
 from typing import List, Literal, Optional
 
+from unlearn_cli.files import redact_overrides
 from unlearn_cli.loggers.jsonl import JsonlLogger
 from unlearn_cli.registry import LOGGERS
 
@@ -19,6 +21,11 @@ def _has_credentials() -> bool:
         return "api.wandb.ai" in netrc.read_text()
     except OSError:
         return False
+
+
+def _first_line(err: Exception) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else ""
 
 
 def resolve_mode(mode: str) -> str:
@@ -49,21 +56,47 @@ class WandbLogger:
         self._run = None
 
     def _fail(self, what: str, err: Exception) -> None:
-        warnings.warn(f"wandb {what} failed ({type(err).__name__}: {err}); continuing without W&B", stacklevel=2)
+        warnings.warn(f"wandb {what} failed ({type(err).__name__}: {_first_line(err)}); continuing without W&B",
+                      stacklevel=2)
         self._run = None
 
-    def start(self, run_dir: Path, run_name: str, config: dict, group: str | None = None) -> None:
-        self.files.start(run_dir, run_name, config, group)
-        try:
-            import wandb
+    def _init(self, mode: str, run_dir: Path, run_name: str, config: dict, group: str | None):
+        import wandb
 
-            self._run = wandb.init(
+        argv = sys.argv
+        # W&B stores the command line in the run's metadata: give it the redacted one
+        sys.argv = argv[:1] + redact_overrides(argv[1:])
+        try:
+            return wandb.init(
                 project=self.project, entity=self.entity, name=run_name, group=self.group or group,
-                tags=self.tags, config=config, dir=str(run_dir), mode=resolve_mode(self.mode), reinit="finish_previous",
+                tags=self.tags, config=config, dir=str(run_dir), mode=mode, reinit="finish_previous",
                 settings=wandb.Settings(init_timeout=self.init_timeout, silent=True, x_disable_stats=True),
             )
+        finally:
+            sys.argv = argv
+
+    def start(self, run_dir: Path, run_name: str, config: dict, group: str | None = None,
+              resume: bool = False) -> None:
+        """Start the W&B run. Online init is bounded by ``init_timeout``; when it fails (no network,
+        no or bad key) the run is logged offline under ``<run_dir>/wandb`` instead, for a later
+        ``wandb sync``, with one warning."""
+        self.files.start(run_dir, run_name, config, group, resume=resume)
+        mode = resolve_mode(self.mode)
+        try:
+            self._run = self._init(mode, run_dir, run_name, config, group)
+            return
         except Exception as err:  # noqa: BLE001 - logging must never kill a run
+            if mode != "online":
+                self._fail("init", err)
+                return
+            online_err = err
+        try:
+            self._run = self._init("offline", run_dir, run_name, config, group)
+        except Exception as err:  # noqa: BLE001
             self._fail("init", err)
+            return
+        warnings.warn(f"wandb online init failed ({type(online_err).__name__}: {_first_line(online_err)}); "
+                      f"logging offline to {run_dir}/wandb instead (upload later with `wandb sync`)", stacklevel=2)
 
     def log(self, stage: str, step: int, values: dict) -> None:
         self.files.log(stage, step, values)

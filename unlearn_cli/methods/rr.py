@@ -22,6 +22,10 @@ class RepresentationRerouting:
     states are cached per example (the forget set is fixed). Defaults: a = 10, T = 150,
     layers [10, 20] (Llama-3-8B recipe). Deviation: no LoRA; ``trainable_layers``/``param_name``
     restrict training like ``rmu``, and ``trainable_layers: null`` (default) trains all weights.
+    At theta = theta_0 both terms are stationary (cos is at its maximum 1, the L2 at its minimum 0),
+    so the gradient is exactly zero; the paper's LoRA dropout breaks that symmetry. Here ``init_noise``
+    (default 1e-3) adds Gaussian noise of that many standard deviations of each trainable tensor at
+    setup instead (seeded, so runs stay reproducible).
     """
 
     needs_reference = True
@@ -29,7 +33,8 @@ class RepresentationRerouting:
     reference_splits = ()
 
     def __init__(self, layers: List[int] = (10, 20), alpha: float = 10.0, schedule_steps: int = 150,
-                 trainable_layers: Optional[List[int]] = None, param_name: str = "mlp.down_proj.weight"):
+                 trainable_layers: Optional[List[int]] = None, param_name: str = "mlp.down_proj.weight",
+                 init_noise: float = 1e-3):
         layers = list(layers)
         if not layers:
             raise UserError("method.layers must name at least one decoder layer")
@@ -37,6 +42,8 @@ class RepresentationRerouting:
             raise UserError(f"method.layers must be >= 0, got {layers}")
         if alpha <= 0:
             raise UserError(f"method.alpha must be > 0, got {alpha}")
+        if init_noise < 0:
+            raise UserError(f"method.init_noise must be >= 0, got {init_noise}")
         if schedule_steps < 1:
             raise UserError(f"method.schedule_steps must be >= 1, got {schedule_steps}")
         self.layers = layers
@@ -44,6 +51,7 @@ class RepresentationRerouting:
         self.schedule_steps = schedule_steps
         self.trainable_layers = list(trainable_layers) if trainable_layers is not None else None
         self.param_name = param_name
+        self.init_noise = init_noise
         self.calls = 0
 
     def check_model(self, model) -> None:
@@ -55,6 +63,17 @@ class RepresentationRerouting:
         hooks.check_layers(model, self.layers, "method.layers")
         hooks.freeze_except(model, self.trainable_layers, self.param_name)
         self.calls = 0
+        with torch.no_grad():
+            for p in model.parameters():
+                if p.requires_grad and self.init_noise > 0:
+                    p.add_(torch.randn_like(p) * self.init_noise * p.float().std().to(p.dtype))
+
+    def state_dict(self) -> dict:
+        """The schedule position, saved in checkpoints so a resumed run continues the schedule."""
+        return {"calls": self.calls}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.calls = int(state["calls"])
 
     def coefficients(self, t: int):
         """(c_s, c_r) at call ``t``."""

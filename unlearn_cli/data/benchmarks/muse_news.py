@@ -3,8 +3,8 @@
 from typing import List, Literal, Optional
 
 from unlearn_cli.data.items import BenchmarkData, QAItem
-from unlearn_cli.data.loaders import (Source, Table, check_positive, head, plain_text, qa_item, text_field,
-                                      text_item)
+from unlearn_cli.data.loaders import (Source, Table, check_positive, corpus_of, head, plain_text, qa_item,
+                                      text_field, text_item)
 from unlearn_cli.errors import UserError
 from unlearn_cli.registry import BENCHMARKS
 
@@ -51,6 +51,8 @@ class MuseNews:
     ``verbmem_forget`` (question = passage prefix, answer = true continuation). Texts:
     ``privleak_forget`` / ``privleak_retain`` (members), ``privleak_holdout`` (non-members).
     ``max_items`` keeps the first n items of every split except the demonstrations.
+    ``model=tiny`` builds a small target (forget articles as raw text, chunked, + retain) and a
+    retain-only oracle when a retain split exists (locally: ``retain_source=knowmem_qa``).
     """
 
     builds_target = False
@@ -88,6 +90,10 @@ class MuseNews:
                  for s in ("forget", "retain", "holdout")}
         data = BenchmarkData(name="muse_news", train={"forget": head(forget, cap)}, qa=qa, texts=texts)
         self._add_retain(data, knowmem_retain)
+        data.corpus = corpus_of(data.train, qa, texts)
+        # model=tiny: a target trained on the forget articles (raw text) + retain data, an oracle on
+        # retain only; possible when a retain split exists (retain_source=knowmem_qa locally)
+        self.builds_target = "retain" in data.train
         return data
 
     def _add_retain(self, data: BenchmarkData, knowmem_retain: List[QAItem]) -> None:

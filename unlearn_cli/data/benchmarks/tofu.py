@@ -3,7 +3,7 @@
 from typing import Dict, List, Literal, Optional
 
 from unlearn_cli.data.items import BenchmarkData, MCQItem, QAItem
-from unlearn_cli.data.loaders import Source, Table, check_positive, head, qa_item, text_field
+from unlearn_cli.data.loaders import Source, Table, check_positive, corpus_of, head, qa_item, text_field
 from unlearn_cli.errors import UserError
 from unlearn_cli.registry import BENCHMARKS
 
@@ -76,9 +76,11 @@ class Tofu:
     Subsampling for small runs (head slices, so deterministic): ``num_forget_authors`` keeps the
     first m forget authors (and the first 20 m holdout rows); ``max_items`` caps every other split.
     The full forget split is evaluated (OpenUnlearning), not the legacy 300-item cap.
+    With ``model=tiny`` the prepare stage trains a small target on (subsampled) forget + retain and
+    the oracle on retain; ``corpus`` (every question/answer text loaded) trains its tokenizer.
     """
 
-    builds_target = False
+    builds_target = False  # the class names a given checkpoint; instances can build a tiny target
     loader_version = 1
 
     def __init__(self, split: Literal["forget01", "forget05", "forget10"] = "forget10",
@@ -90,6 +92,7 @@ class Tofu:
         check_positive("max_items", max_items)
         self.source = Source.resolve("TOFU", "tofu", HUB_ID, data_dir, "the TOFU JSON files (forget10.json, ...)")
         self.settings = dict(split=split, num_forget_authors=num_forget_authors, max_items=max_items)
+        self.builds_target = True  # model=tiny trains its target on forget + retain, the oracle on retain
 
     def cache_key(self) -> dict:
         """Everything that determines the loaded data."""
@@ -113,8 +116,9 @@ class Tofu:
             "holdout": head(_qa_split(self.source, HOLDOUT_OF[split], QA_FILE, _holdout_authors), n_forget),
         }
         mcq = {f"{name}_mcq": head(_mcq_split(self.source, name), cap) for name in ("real_authors", "world_facts")}
-        return BenchmarkData(name="tofu", train={"forget": head(forget, n_forget), "retain": head(retain, cap)},
-                             qa=qa, mcq=mcq, texts=self._idontknow())
+        train = {"forget": head(forget, n_forget), "retain": head(retain, cap)}
+        return BenchmarkData(name="tofu", train=train, qa=qa, mcq=mcq, texts=self._idontknow(),
+                             corpus=corpus_of(train, qa, mcq))
 
     def _forget_rows(self, available: int) -> int:
         wanted = self.settings["num_forget_authors"]

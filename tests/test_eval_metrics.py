@@ -1,0 +1,199 @@
+"""Scoring core and metric modules on a tiny model with known answers."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from _method_fixtures import TEMPLATE, data_and_tokenizer, tiny_model
+from unlearn_cli.data.encoding import encode_texts, render_mcq
+from unlearn_cli.metrics import _stats
+from unlearn_cli.metrics.forget_quality import ForgetQuality
+from unlearn_cli.metrics.knowmem import cut
+from unlearn_cli.metrics.leak_at_k import LeakAtK
+from unlearn_cli.metrics.mcq_acc import MCQAccuracy
+from unlearn_cli.metrics.privleak import PrivLeak
+from unlearn_cli.metrics.qa_acc import QAAccuracy
+from unlearn_cli.metrics.truth_ratio import TruthRatio
+from unlearn_cli.scoring import DecodeSettings, EvalInputs, StageScorer, mcq_logprobs
+
+NULL = contextlib.nullcontext
+
+
+def make_scorer(batch_size=7, stage="target", reference=None, model=None, **decode):
+    data, tok = data_and_tokenizer()
+    inputs = EvalInputs(tok, TEMPLATE, {k: v[:12] for k, v in data.qa.items()}, data.mcq, data.texts)
+    torch.manual_seed(0)
+    model = model or tiny_model().eval()
+    return StageScorer(model, inputs, DecodeSettings(batch_size=batch_size, **decode), NULL, stage, reference)
+
+
+@torch.no_grad()
+def brute_logp(model, prefix, continuation):
+    """Summed log p(continuation | prefix) from one unpadded forward."""
+    ids = torch.tensor([list(prefix) + list(continuation)])
+    logp = torch.log_softmax(model(input_ids=ids).logits[0].double(), -1)
+    return sum(float(logp[len(prefix) - 1 + i, t]) for i, t in enumerate(continuation))
+
+
+@pytest.mark.parametrize("fast_path", [True, False])
+def test_mcq_letter_scores_match_a_forward_per_choice(fast_path):
+    scorer = make_scorer(batch_size=3)
+    data, tok = data_and_tokenizer()
+    items = data.mcq["forget_mcq"][:5]
+    prompts, n = scorer.inputs.mcq_prompts("forget_mcq")
+    got = mcq_logprobs(scorer.model, tok, prompts[:5], n, 3, NULL, fast_path=fast_path)
+    for i, it in enumerate(items):
+        prompt = [tok.bos_token_id] + tok(render_mcq(it.question, it.choices), add_special_tokens=False)["input_ids"]
+        assert prompt == prompts[i]
+        for c, letter in enumerate("ABCD"):
+            cont = tok(" " + letter, add_special_tokens=False)["input_ids"]
+            assert got[i, c].item() == pytest.approx(brute_logp(scorer.model, prompt, cont), abs=1e-4)
+
+
+def test_mcq_acc_is_the_argmax_accuracy_and_names_its_keys():
+    scorer = make_scorer()
+    metric = MCQAccuracy(splits=None)
+    metric.resolve(scorer.inputs)
+    out = metric.compute(scorer)
+    assert set(out) == {"forget_mcq_acc", "retain_mcq_acc", "holdout_mcq_acc"}
+    pred = scorer.mcq_logprobs("retain_mcq").argmax(-1).numpy()
+    gold = np.array([it.answer for it in scorer.mcq["retain_mcq"]])
+    assert out["retain_mcq_acc"] == pytest.approx(float((pred == gold).mean()))
+
+
+def test_perturbed_answer_nlls_match_single_forwards_and_are_shared():
+    scorer = make_scorer(batch_size=5)
+    _, tok = data_and_tokenizer()
+    sums, counts = scorer.answer_nll("forget", "perturbed")
+    assert sums.shape == (12, 3)
+    prompts = scorer.inputs.prompts("forget")
+    for i in (0, 7):
+        for j in range(3):
+            ans = tok(" " + scorer.items["forget"][i].perturbed[j], add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+            assert -sums[i, j].item() == pytest.approx(brute_logp(scorer.model, prompts[i], ans), abs=1e-3)
+            assert counts[i, j].item() == len(ans)
+    assert scorer.answer_nll("forget", "perturbed") is scorer.answer_nll("forget", "perturbed")
+
+
+def test_token_stats_give_log_probs_and_min_k_pp_moments_of_one_forward():
+    scorer = make_scorer(batch_size=2)
+    _, tok = data_and_tokenizer()
+    stats_ = scorer.token_stats("forget_bios", moments=True)
+    text = scorer.texts["forget_bios"][1]
+    ids = [tok.bos_token_id] + tok(text, add_special_tokens=False)["input_ids"][:512]
+    with torch.no_grad():
+        logits = scorer.model(input_ids=torch.tensor([ids])).logits[0]
+    logp = torch.log_softmax(logits.double(), -1)
+    want = np.array([float(logp[t - 1, ids[t]]) for t in range(1, len(ids))])
+    mu, sigma = _stats.logit_moments(logits[:-1])
+    np.testing.assert_allclose(stats_[1].logp, want, atol=1e-4)
+    np.testing.assert_allclose(stats_[1].mu, mu.numpy(), atol=1e-4)
+    np.testing.assert_allclose(stats_[1].sigma, sigma.numpy(), atol=1e-4)
+    assert scorer.token_stats("forget_bios") is stats_  # a plain request reuses the moments pass
+
+
+class KnownNLLs:
+    """A scorer stand-in with fixed length-normalised NLLs (2 items, 2 perturbed answers)."""
+
+    def __init__(self, stage="unlearned", reference=None):
+        self.stage, self.reference, self.exports = stage, dict(reference or {}), {}
+        self.base = np.array([1.0, 3.0])
+        self.pert = torch.tensor([[2.0, 4.0], [1.0, 1.0]], dtype=torch.float64)
+
+    def mean_nll(self, split, field="answer"):
+        assert field == "paraphrased_answer"
+        return self.base
+
+    def answer_nll(self, split, field="answer"):
+        assert field == "perturbed"
+        return self.pert * 2, torch.full_like(self.pert, 2.0)  # summed over 2 tokens each
+
+
+def test_truth_ratio_from_known_nlls():
+    r = np.exp(np.array([1.0 - 3.0, 3.0 - 1.0]))  # exp(l_base - mean l_pert)
+    out = TruthRatio(splits=["forget", "retain"]).compute(KnownNLLs())
+    assert out["forget_truth_ratio"] == pytest.approx(np.minimum(r, 1 / r).mean())
+    assert out["retain_truth_ratio"] == pytest.approx(np.maximum(0, 1 - r).mean())
+
+
+def test_forget_quality_compares_with_the_oracle_and_is_omitted_without_one(caplog):
+    oracle = KnownNLLs(stage="oracle", reference={"is_reference": True})
+    assert ForgetQuality().compute(oracle) == {"forget_quality": 1.0}
+    ref = {"truth_ratio/forget": np.array([5.0, 6.0, 7.0])}
+    got = ForgetQuality().compute(KnownNLLs(reference=ref))["forget_quality"]
+    assert got == pytest.approx(stats.ks_2samp(np.exp([-2.0, 2.0]), ref["truth_ratio/forget"]).pvalue)
+    with caplog.at_level(logging.WARNING, logger="unlearn_cli"):
+        assert ForgetQuality().compute(KnownNLLs()) == {}
+    assert "forget_quality" in caplog.text and "omitted" in caplog.text
+
+
+def test_privleak_uses_the_oracle_auc_else_the_constant():
+    scorer = make_scorer(batch_size=4)
+    scorer.inputs.texts.update(privleak_forget=scorer.texts["forget_bios"], privleak_holdout=scorer.texts["holdout_bios"])
+    out = PrivLeak(reference_auc=0.4772).compute(scorer)
+    assert 0 <= out["forget_privleak_auc"] <= 1
+    assert out["forget_privleak"] == pytest.approx((out["forget_privleak_auc"] - 0.4772) / 0.4772 * 100)
+    key = next(k for k in scorer.exports if k.startswith("privleak_auc/"))
+    other = make_scorer(batch_size=4, reference={key: 0.25})
+    other.inputs.texts.update(scorer.inputs.texts)
+    assert other.inputs is not scorer.inputs
+    assert PrivLeak(reference_auc=0.4772).compute(other)["forget_privleak"] == \
+        pytest.approx((out["forget_privleak_auc"] - 0.25) / 0.25 * 100)
+
+
+def test_leak_at_k_with_top_k_1_equals_greedy_containment():
+    """top_k=1 sampling is greedy, so every query leaks in all n samples or none: leak@k = qa_acc."""
+    scorer = make_scorer(batch_size=16, max_new_tokens=8)
+    metric = LeakAtK(splits=["forget"], n=4, ks=[1, 4], top_k=1, judge="contains")
+    out = metric.compute(scorer)
+    acc = QAAccuracy(splits=["forget"]).compute(scorer)["forget_qa_acc"]
+    assert out["forget_leak@1"] == pytest.approx(acc) and out["forget_leak@4"] == pytest.approx(acc)
+    counts = scorer.artifacts["leak_at_k"]["forget"]["T=1,top_p=1"]["counts"]
+    assert len(counts) == 12 and set(counts) <= {0, 4}
+
+
+def test_leak_at_k_sampling_is_seeded_batched_and_monotone_in_k():
+    a = make_scorer(batch_size=16, max_new_tokens=6)
+    b = make_scorer(batch_size=5, max_new_tokens=6)  # other batching (1 prompt x 4 samples per call)
+    metric = LeakAtK(splits=["forget"], n=4, ks=[1, 2, 4], judge="rouge", threshold=0.2, max_items=6)
+    sa = a.samples("forget", metric_sampling(metric), limit=6)
+    assert len(sa) == 6 and all(len(s) == 4 for s in sa)
+    out = metric.compute(a)
+    assert out["forget_leak@1"] <= out["forget_leak@2"] <= out["forget_leak@4"]
+    again = make_scorer(batch_size=16, max_new_tokens=6).samples("forget", metric_sampling(metric), limit=6)
+    assert again == sa  # same seed, same batching: same samples
+    assert [len(s) for s in b.samples("forget", metric_sampling(metric), limit=6)] == [4] * 6
+
+
+def metric_sampling(metric):
+    from unlearn_cli.scoring import Sampling
+    return Sampling(metric.n, 1.0, 1.0, 0)
+
+
+def test_raw_text_encoding_supervises_every_token_in_chunks():
+    _, tok = data_and_tokenizer()
+    text = " ".join(["alpha beta gamma"] * 40)
+    ids = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+    enc = encode_texts(tok, [text], chunk=16)
+    assert all(p == [tok.bos_token_id] for p in enc.prompts)
+    assert [t for a in enc.answers for t in a] == ids and max(len(a) for a in enc.answers) == 16
+    batch = enc.batch([0], tok.pad_token_id)
+    assert (batch["labels"][0, 1:] != -100).all()
+
+
+def test_knowmem_cut_and_judges():
+    assert cut("Paris\n\nQuestion: next") == "Paris"
+    assert cut("Rome\nQuestion: x") == "Rome"
+    assert cut("Oslo Question: y") == "Oslo"
+    from unlearn_cli.data.items import QAItem
+    from unlearn_cli.metrics._common import leaks
+    short = QAItem("q", "He was born in Velwick.", "Velwick")
+    assert leaks("auto", 0.5, "velwick, of course", short) and not leaks("auto", 0.5, "Velwickshire", short)
+    full = QAItem("q", "the author writes crime novels", "the author writes crime novels")
+    assert leaks("auto", 0.5, "she writes crime novels", full) and not leaks("auto", 0.5, "poems", full)

@@ -1,0 +1,77 @@
+"""leak@k: leakage under repeated sampling."""
+
+from typing import List, Literal, Optional
+
+import numpy as np
+
+from unlearn_cli.errors import UserError
+from unlearn_cli.metrics import _stats
+from unlearn_cli.metrics._common import leaks
+from unlearn_cli.registry import METRICS
+from unlearn_cli.scoring import Sampling, check_sampling
+
+
+@METRICS.register("leak_at_k")
+class LeakAtK:
+    """leak@k (arXiv 2511.04934; methods.md 5.6): probability that at least one of k sampled answers
+    reveals the gold fact, averaged over queries.
+
+    Per query, ``n`` answers are sampled (``num_return_sequences``, batched) under each policy of
+    the grid ``temperatures`` x ``top_ps`` (``top_k``; ``max_new_tokens`` defaults to
+    ``eval.decode``), ``c`` of them judged leaking, and the unbiased estimator
+    ``leak@k = 1 - C(n-c, k)/C(n, k)`` (``_stats.leak_at_k``) is averaged over queries for every
+    ``k`` in ``ks`` (each <= n). Judge (``judge``): ``contains`` = qa_acc's fact-containment test
+    (fictional benchmark), ``rouge`` = ROUGE-L recall vs the gold answer >= ``threshold`` (TOFU-like
+    full answers), ``auto`` = per item, ``contains`` when it has a short gold value, else ``rouge``.
+    Keys: ``<split>_leak@<k>`` for the first policy of the grid, ``<split>_leak@<max k>_T<t>_p<p>``
+    for the others; the full curves go to ``leak_at_k.json`` / ``leak_at_k.png`` in the run dir.
+    Lower is better on forget splits. ``max_items`` evaluates the first queries only.
+    """
+
+    higher_is_better = False
+    version = 1
+
+    def __init__(self, splits: List[str] = ("forget",), n: int = 32, ks: Optional[List[int]] = None,
+                 temperatures: List[float] = (1.0,), top_ps: List[float] = (1.0,), top_k: int = 0,
+                 judge: Literal["auto", "contains", "rouge"] = "auto", threshold: float = 0.5,
+                 max_new_tokens: Optional[int] = None, view: str = "question", max_items: Optional[int] = None):
+        if n < 1:
+            raise UserError(f"leak_at_k.n must be >= 1, got {n}")
+        ks = sorted(set(ks)) if ks else [k for k in (1, 2, 4, 8, 16, 32, 64, 128, 256) if k <= n]
+        if ks[0] < 1 or ks[-1] > n:
+            raise UserError(f"leak_at_k.ks must lie in [1, n={n}], got {ks}")
+        if judge not in ("auto", "contains", "rouge"):
+            raise UserError(f"leak_at_k.judge must be auto, contains or rouge, got {judge!r}")
+        if not temperatures or not top_ps:
+            raise UserError("leak_at_k.temperatures and leak_at_k.top_ps need at least one value each")
+        for t in temperatures:
+            for p in top_ps:
+                check_sampling(float(t), float(p), int(top_k), "eval.metrics.leak_at_k")
+        if max_items is not None and max_items < 1:
+            raise UserError(f"leak_at_k.max_items must be >= 1, got {max_items}")
+        self.splits, self.n, self.ks = list(splits), int(n), ks
+        self.grid = [(float(t), float(p)) for t in temperatures for p in top_ps]
+        self.top_k, self.judge, self.threshold = int(top_k), judge, float(threshold)
+        self.max_new_tokens, self.view, self.max_items = max_new_tokens, view, max_items
+
+    def curve(self, scorer, split: str, temperature: float, top_p: float) -> dict:
+        """``{k: leak@k}`` and the per-query leak counts for one sampling policy."""
+        sampling = Sampling(self.n, temperature, top_p, self.top_k)
+        samples = scorer.samples(split, sampling, self.view, self.max_new_tokens, self.max_items)
+        items = scorer.items[split][:len(samples)]
+        counts = [sum(leaks(self.judge, self.threshold, g, it) for g in gens) for gens, it in zip(samples, items)]
+        return {"leak": {k: float(np.mean([_stats.leak_at_k(self.n, c, k) for c in counts])) for k in self.ks},
+                "counts": counts}
+
+    def compute(self, scorer):
+        out = {}
+        curves = scorer.artifacts.setdefault("leak_at_k", {})
+        for split in self.splits:
+            for g, (t, p) in enumerate(self.grid):
+                res = self.curve(scorer, split, t, p)
+                curves.setdefault(split, {})[f"T={t:g},top_p={p:g}"] = {"n": self.n, **res}
+                if g == 0:
+                    out.update({f"{split}_leak@{k}": v for k, v in res["leak"].items()})
+                else:
+                    out[f"{split}_leak@{self.ks[-1]}_T{t:g}_p{p:g}"] = res["leak"][self.ks[-1]]
+        return out

@@ -1,0 +1,27 @@
+"""TOFU normalised answer probability (real authors / world facts)."""
+
+from typing import List
+
+from unlearn_cli.metrics import _stats
+from unlearn_cli.registry import METRICS
+
+
+@METRICS.register("norm_prob")
+class NormalisedProbability:
+    """TOFU Probability on real_authors / world_facts (arXiv 2401.06121; benchmarks.md 1):
+    ``mean_q P(a) / (P(a) + sum_j P(a~_j))`` with ``P = exp(-l_bar)`` the length-normalised
+    probabilities of the true and of the perturbed answers. Key ``<split>_norm_prob``."""
+
+    higher_is_better = True
+    version = 1
+
+    def __init__(self, splits: List[str] = ("real_authors", "world_facts")):
+        self.splits = list(splits)
+
+    def compute(self, scorer):
+        out = {}
+        for split in self.splits:
+            sums, counts = scorer.answer_nll(split, "perturbed")
+            pert = (sums / counts.clamp_min(1)).double().numpy()
+            out[f"{split}_norm_prob"] = float(_stats.normalised_prob(scorer.mean_nll(split), pert).mean())
+        return out

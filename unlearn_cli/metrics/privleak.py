@@ -1,0 +1,40 @@
+"""MUSE PrivLeak."""
+
+from typing import Optional
+
+from unlearn_cli.metrics import _stats
+from unlearn_cli.metrics._common import label, reference_value
+from unlearn_cli.metrics.mia_auc import mia_scores
+from unlearn_cli.registry import METRICS
+
+
+@METRICS.register("privleak")
+class PrivLeak:
+    """MUSE PrivLeak (arXiv 2407.06460; methods.md 5.2): Min-K% (``k`` = 0.4) ROC-AUC of ``members``
+    (forget texts) vs ``nonmembers`` (holdout texts), relative to the retrained model:
+    ``(AUC - AUC_ref) / AUC_ref * 100``. ``AUC_ref`` is the oracle stage's AUC when the run evaluates
+    an oracle, else ``reference_auc`` (MUSE-News constant 0.4772, Books 0.5393); with neither the
+    key is omitted (logged warning). ~0 ideal, strongly negative = under-unlearning. Keys
+    ``<members>_privleak`` and ``<members>_privleak_auc`` (a leading ``privleak_`` dropped).
+    """
+
+    higher_is_better = False  # |privleak| is what matters; closer to 0 is better
+    version = 1
+
+    def __init__(self, members: str = "privleak_forget", nonmembers: str = "privleak_holdout", k: float = 0.4,
+                 reference_auc: Optional[float] = None):
+        self.members, self.nonmembers, self.k = members, nonmembers, float(k)
+        self.reference_auc = reference_auc
+        self.splits = [members, nonmembers]
+
+    def compute(self, scorer):
+        auc = _stats.roc_auc(mia_scores(scorer, self.members, "min_k", self.k),
+                             mia_scores(scorer, self.nonmembers, "min_k", self.k))
+        key = f"privleak_auc/{self.members}/{self.nonmembers}/{self.k}"
+        scorer.exports[key] = auc
+        name = label(self.members, "privleak_")
+        out = {f"{name}_privleak_auc": auc}
+        ref = reference_value(scorer, key, self.reference_auc, what="privleak")
+        if ref is not None:
+            out[f"{name}_privleak"] = _stats.privleak(auc, ref)
+        return out
