@@ -207,7 +207,7 @@ def _redact_sweep_files(overrides: List[str]) -> None:
 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
-        cfg = _compose_one([o for o in overrides if "," not in o and not o.lstrip("+~").startswith("hydra")])
+        cfg = _compose_one([o for o in overrides if o.split("=", 1)[0].lstrip("+~") in ("output_root", "sweep_name")])
     GlobalHydra.instance().clear()
     path = Path(str(cfg.output_root)).expanduser() / "multirun" / str(cfg.sweep_name) / "multirun.yaml"
     if path.exists():
