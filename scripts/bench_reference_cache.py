@@ -39,7 +39,7 @@ def maxrss_mib() -> float:
     return rss / (1024 * 1024) if sys.platform == "darwin" else rss / 1024
 
 
-def phase(name, model_state, tok, splits, device, cache, steps, batch_size):
+def phase(name, model_state, tok, splits, device, cache, steps, batch_size, retain_weight=1.0):
     spec = ModelSpec(hidden_size=64, num_layers=3, num_heads=4, intermediate_size=128)
     model = build_tiny(spec, len(tok), tok, 0)
     model.load_state_dict(model_state)
@@ -48,7 +48,7 @@ def phase(name, model_state, tok, splits, device, cache, steps, batch_size):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
     rss0 = maxrss_mib()
-    method = NPO(beta=0.1, retain_weight=1.0)
+    method = NPO(beta=0.1, retain_weight=retain_weight)
     reference = Reference(frozen_copy(model), tok.pad_token_id, cache=cache, autocast=contextlib.nullcontext)
     t0 = time.perf_counter()
     reference.precompute("forget", splits["forget"])
@@ -64,7 +64,8 @@ def phase(name, model_state, tok, splits, device, cache, steps, batch_size):
             torch.cuda.synchronize()
         times.append(time.perf_counter())
 
-    stream = BatchStream(splits, {"forget": batch_size, "retain": batch_size}, tok.pad_token_id, 1)
+    used = {k: v for k, v in splits.items() if k == "forget" or method.needs_retain}
+    stream = BatchStream(used, {k: batch_size for k in used}, tok.pad_token_id, 1)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr)
     start = time.perf_counter()
     train(model, loss_fn, stream, optimizer, settings, steps + 1, stage=name, log=quiet, device=device,
@@ -82,6 +83,8 @@ def main(argv=None) -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--people", type=int, default=40)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--retain-weight", type=float, default=1.0,
+                    help="NPO retain weight; 0 = forget-only NPO, where the reference forward is a larger share of a step")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -92,8 +95,8 @@ def main(argv=None) -> None:
     state = build_tiny(spec, len(tok), tok, 0).state_dict()
     print(f"device={device.type} forget={len(splits['forget'])} retain={len(splits['retain'])} "
           f"steps={args.steps} batch={args.batch_size}")
-    results = [phase("cached", state, tok, splits, device, True, args.steps, args.batch_size),
-               phase("uncached", state, tok, splits, device, False, args.steps, args.batch_size)]
+    results = [phase("cached", state, tok, splits, device, True, args.steps, args.batch_size, args.retain_weight),
+               phase("uncached", state, tok, splits, device, False, args.steps, args.batch_size, args.retain_weight)]
     for r in results:
         mem = (f"cuda peak {r['cuda_peak_mib']:.1f} MiB" if r["cuda_peak_mib"] is not None else
                f"maxrss {r['maxrss_before_mib']:.1f} -> {r['maxrss_after_mib']:.1f} MiB (process high-water mark)")

@@ -124,3 +124,24 @@ def test_list_shows_registered_components(cache_dir, tmp_path):
         assert f"  {name} " in proc.stdout
     proc = run_cli(["list", "nope"], tmp_path, cache_dir, expect_ok=False)
     assert proc.returncode == 2 and "unknown group 'nope'" in proc.stderr
+
+
+def test_method_needing_retain_on_benchmark_without_it_fails_before_training(cache_dir, tmp_path):
+    proc = run_cli(["run", "benchmark=muse_news", "benchmark.retain_source=none", "method=npo", "progress=false"],
+                   tmp_path, cache_dir, expect_ok=False)
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert line.startswith("error: method 'npo' needs retain data") and "retain" in line
+    assert not any(tmp_path.rglob("metrics.jsonl")) or all(
+        '"unlearn"' not in p.read_text() for p in tmp_path.rglob("metrics.jsonl"))
+
+
+def test_layer_index_out_of_range_fails_before_any_stage(cache_dir, tmp_path):
+    out = tmp_path / "rmu"
+    proc = run_cli(["run", "method=rmu", "method.layer=5", f"output_dir={out}", "progress=false"],
+                   tmp_path, cache_dir, expect_ok=False)
+    assert proc.returncode == 2, proc.stderr
+    line = proc.stderr.strip().splitlines()[-1]
+    assert "method.layer=5 is out of range for this 2-layer model; valid layer indices: 0..1" in line
+    assert not (out / "results.json").exists()
+    assert '"stage": "unlearn"' not in (out / "metrics.jsonl").read_text()  # prepare may log; unlearning never ran
