@@ -78,25 +78,23 @@ def _compose_one(overrides: List[str]):
 
 
 def _explain_compose_error(err: Exception, overrides: List[str]) -> str:
+    """One line for a Hydra composition error; an unknown ``group.key`` lists the section's keys."""
+    from hydra import compose
+    from omegaconf import DictConfig, OmegaConf
+
     text = f"{err} {getattr(err, '__cause__', '') or ''}"
     for ov in overrides:
         key = ov.split("=", 1)[0].lstrip("+~")
-        if "." in key and (f"'{key}'" in text or key.rsplit(".", 1)[1] in text):
-            parent, leaf = key.rsplit(".", 1)
-            rest = [o for o in overrides if o != ov]
-            try:
-                from hydra import compose
-
-                base = compose(config_name="config", overrides=rest)
-                section = base.select(parent) if hasattr(base, "select") else None
-            except Exception:  # noqa: BLE001 - best effort for the message only
-                section = None
-            from omegaconf import OmegaConf
-
-            section = OmegaConf.select(base, parent) if section is None and "base" in locals() else section
-            valid = [k for k in (section.keys() if section is not None and hasattr(section, "keys") else []) if k != "name"]
-            what = f"{parent} '{section.get('name')}'" if section is not None and hasattr(section, "get") and section.get("name") else f"'{parent}'"
-            return f"unknown hyperparameter '{key}' for {what};{suggest(leaf, valid)} valid: {', '.join(map(str, valid))}"
+        if "." not in key or (f"'{key}'" not in text and key.rsplit(".", 1)[1] not in text):
+            continue
+        parent, leaf = key.rsplit(".", 1)
+        try:  # compose without the offending override to list what the section does accept
+            section = OmegaConf.select(compose(config_name="config", overrides=[o for o in overrides if o != ov]), parent)
+        except Exception:  # noqa: BLE001 - best effort, for the message only
+            section = None
+        valid = [str(k) for k in section.keys() if k != "name"] if isinstance(section, DictConfig) else []
+        what = f"{parent} '{section.name}'" if isinstance(section, DictConfig) and "name" in section else f"'{parent}'"
+        return f"unknown hyperparameter '{key}' for {what};{suggest(leaf, valid)} valid: {', '.join(valid)}"
     return " ".join(str(err).split())
 
 

@@ -83,16 +83,22 @@ def pareto_front(points: List[tuple]) -> List[int]:
     return front
 
 
-def _label(run: Dict) -> str:
-    return f"{run['method']}/{run['optimizer']}/s{run['seed']}"
-
-
-def plot_pareto(runs: List[Dict], forget_key: str, utility_key: str, path: Path) -> Optional[Path]:
+def _pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _label(run: Dict) -> str:
+    return f"{run['method']}/{run['optimizer']}/s{run['seed']}"
+
+
+def plot_pareto(runs: List[Dict], forget_key: str, utility_key: str, path: Path) -> Optional[Path]:
+    plt = _pyplot()
     pts = [(r["metrics"][forget_key], r["metrics"][utility_key], r) for r in runs
            if forget_key in r["metrics"] and utility_key in r["metrics"]]
     if not pts:
@@ -120,11 +126,7 @@ def plot_pareto(runs: List[Dict], forget_key: str, utility_key: str, path: Path)
 
 def plot_recovery(runs: List[Dict], forget_metric: str, path: Path) -> Optional[Path]:
     """Bars of ``<attack>/<forget_metric> - unlearned/<forget_metric>`` per run and attack."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     base_key = f"unlearned/{forget_metric}"
     attacks = sorted({k.split("/")[0] for r in runs for k in r["metrics"]} - {"target", "unlearned", "oracle"})
     rows = [r for r in runs if base_key in r["metrics"]]
