@@ -1,45 +1,93 @@
 """Evaluation-suite timing on the tiny model (random weights; timing only).
 
-1. The full suite through ONE shared StageScorer vs a fresh scorer (and fresh encodings) per
-   metric, i.e. every metric doing its own generation / forward passes. Expect >= 2x.
+1. Each configured suite (``conf/eval/<suite>.yaml`` on its benchmark, composed as ``unlearn run``
+   composes it) through ONE shared StageScorer vs a fresh scorer (and fresh encodings) per
+   metric, i.e. every metric doing its own generation / forward passes. Expect >= 2x where the
+   suite's metrics overlap (TOFU: model utility re-uses ROUGE generations and truth-ratio NLLs).
 2. leak@k sampling, n=64 per query: batched ``num_return_sequences`` generation vs a loop of
    one generate call per sample. Expect >= 5x.
 Prints wall times, speed-ups and peak memory (process max RSS; CUDA peak when on GPU).
 
-    OMP_NUM_THREADS=1 .venv/bin/python scripts/bench_eval.py [--queries 16] [--n 64]
+    .venv/bin/python scripts/bench_eval.py [--suites default tofu] [--queries 16] [--n 64]
+
+TOFU reads ``$UNLEARN_DATA_DIR/tofu`` (default: ../shared/data beside the repo), subsampled to
+two forget authors and 40 items per other split so the tiny model runs it in seconds.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import resource
 import time
+from pathlib import Path
 
 import torch
 
-from unlearn_cli.data.fictional import generate as fictional
+from unlearn_cli import cli, components
 from unlearn_cli.data.tokenizer import train_bpe_tokenizer
-from unlearn_cli.metrics.answer_prob import AnswerProbability
-from unlearn_cli.metrics.forget_quality import ForgetQuality
-from unlearn_cli.metrics.mcq_acc import MCQAccuracy
-from unlearn_cli.metrics.mia_auc import MiaAUC
-from unlearn_cli.metrics.model_utility import ModelUtility
-from unlearn_cli.metrics.qa_acc import QAAccuracy
-from unlearn_cli.metrics.rouge_l import RougeL
-from unlearn_cli.metrics.truth_ratio import TruthRatio
-from unlearn_cli.models import ModelSpec, build_tiny, device
-from unlearn_cli.scoring import DecodeSettings, EvalInputs, Sampling, StageScorer, generate
+from unlearn_cli.models import build_tiny, device
+from unlearn_cli.scoring import EvalInputs, Sampling, StageScorer, generate
 
-TEMPLATE = "Question: {question}\nAnswer:"
+SUITES = {
+    "default": [],
+    "tofu": ["benchmark=tofu", "benchmark.split=forget01", "benchmark.num_forget_authors=2",
+             "benchmark.max_items=40"],
+    "muse": ["benchmark=muse_news", "benchmark.max_items=16"],
+}
+REPO = Path(__file__).resolve().parent.parent
 
 
-def suite():
-    return [QAAccuracy(splits=["forget", "retain", "holdout"]), RougeL(splits=["forget", "retain"], measure="both"),
-            AnswerProbability(splits=["forget", "retain", "holdout"]),
-            TruthRatio(splits=["forget", "retain"]), ForgetQuality(),
-            ModelUtility(splits=["retain"], normalised_splits=[]), MCQAccuracy(splits=["forget_mcq", "retain_mcq"]),
-            MiaAUC(members="forget", nonmembers="holdout"), MiaAUC(members="forget_bios", nonmembers="holdout_bios")]
+def compose(overrides):
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(cli.conf_dir()), version_base="1.3"):
+        return cli._compose_one(overrides)
+
+
+def setup(suite: str, dev):
+    """(metrics, decode settings, inputs factory, model, tokenizer) of ``suite`` on its benchmark."""
+    cfg = compose(SUITES[suite])
+    c = components.build(cfg)
+    data = c.benchmark.load()
+    tok = train_bpe_tokenizer(data.corpus, c.model.vocab_size)
+    torch.manual_seed(0)
+    model = build_tiny(c.model, len(tok), tok, 0).to(dev).eval()
+
+    def inputs():
+        made = EvalInputs(tok, c.model.prompt_template, data.qa, data.mcq, data.texts, c.decode.max_text_tokens)
+        for metric in c.metrics:
+            if hasattr(metric, "resolve"):
+                metric.resolve(made)
+        return made
+    return c.metrics, c.decode, inputs, model, tok
+
+
+def time_suite(suite: str, dev) -> None:
+    metrics, decode, inputs, model, _ = setup(suite, dev)
+    null = contextlib.nullcontext
+    ref = {"is_reference": True}  # the oracle stage: forget quality / privleak compare with themselves
+    metrics[0].compute(StageScorer(model, inputs(), decode, null, "warm", ref))  # allocator, kernels
+
+    t0 = time.perf_counter()
+    scorer = StageScorer(model, inputs(), decode, null, "shared", ref)
+    shared = {}
+    for m in metrics:
+        shared.update(m.compute(scorer))
+    t_shared = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    separate = {}
+    for m in metrics:
+        separate.update(m.compute(StageScorer(model, inputs(), decode, null, "separate", ref)))
+    t_separate = time.perf_counter() - t0
+    same = shared.keys() == separate.keys() and all(abs(shared[k] - separate[k]) < 1e-6 for k in shared)
+    names = ", ".join(type(m).__name__ for m in metrics)
+    print(f"suite '{suite}' ({len(metrics)} metrics: {names}; {len(shared)} numbers): shared scorer "
+          f"{t_shared:.2f}s, fresh scorer per metric {t_separate:.2f}s -> {t_separate / t_shared:.1f}x "
+          f"(identical numbers: {same})")
 
 
 def peak_mb() -> float:
@@ -48,47 +96,22 @@ def peak_mb() -> float:
 
 def main():
     ap = argparse.ArgumentParser()
+    ap.add_argument("--suites", nargs="+", default=["default", "tofu"], choices=sorted(SUITES))
     ap.add_argument("--queries", type=int, default=16, help="leak@k queries")
     ap.add_argument("--n", type=int, default=64, help="samples per query")
     ap.add_argument("--max-new-tokens", type=int, default=16)
     args = ap.parse_args()
+    os.environ.setdefault("UNLEARN_DATA_DIR", str(REPO.parent / "shared" / "data"))
     dev = device()
-    data = fictional()
-    tok = train_bpe_tokenizer(data.corpus, 1024)
-    torch.manual_seed(0)
-    model = build_tiny(ModelSpec(), len(tok), tok, 0).to(dev).eval()
-    decode = DecodeSettings(max_new_tokens=args.max_new_tokens, batch_size=256)
-    null = contextlib.nullcontext
-    ref = {"is_reference": True}
-
-    def inputs():
-        return EvalInputs(tok, TEMPLATE, data.qa, data.mcq, data.texts)
-
-    # warm-up (allocator, kernels)
-    for m in suite()[:1]:
-        m.compute(StageScorer(model, inputs(), decode, null, "warm", ref))
-
-    t0 = time.perf_counter()
-    scorer = StageScorer(model, inputs(), decode, null, "shared", ref)
-    shared = {}
-    for m in suite():
-        shared.update(m.compute(scorer))
-    t_shared = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    separate = {}
-    for m in suite():
-        separate.update(m.compute(StageScorer(model, inputs(), decode, null, "separate", ref)))
-    t_separate = time.perf_counter() - t0
-    same = all(abs(shared[k] - separate[k]) < 1e-6 for k in shared)
     print(f"device: {dev}, torch threads: {torch.get_num_threads()}")
-    print(f"eval suite ({len(suite())} metrics, {len(shared)} numbers): shared scorer {t_shared:.2f}s, "
-          f"fresh scorer per metric {t_separate:.2f}s -> {t_separate / t_shared:.1f}x (identical numbers: {same})")
+    for suite in args.suites:
+        time_suite(suite, dev)
 
+    _, _, inputs, model, tok = setup("default", dev)
     prompts = inputs().prompts("forget")[:args.queries]
-    sampling = Sampling(args.n)
+    null = contextlib.nullcontext
     t0 = time.perf_counter()
-    batched = generate(model, tok, prompts, args.max_new_tokens, 1024, null, sampling=sampling, seed=0)
+    batched = generate(model, tok, prompts, args.max_new_tokens, 1024, null, sampling=Sampling(args.n), seed=0)
     t_batched = time.perf_counter() - t0
     one = Sampling(1)
     t0 = time.perf_counter()

@@ -58,3 +58,26 @@ def test_tiny_stand_in_builds_trains_generates_and_hooks(arch, cls, data):
     opt.step()
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     assert changed == {"model.layers.1.mlp.down_proj.weight"}
+
+
+@pytest.mark.parametrize("arch", ["llama", "mistral", "qwen2"])
+def test_prefix_shared_answer_scoring_equals_scoring_each_row(arch, data):
+    """The KV-cache path of TOFU's perturbed answers (prompt once, M continuations) gives the
+    same NLLs as M independent right-padded forwards, with prompts of different lengths."""
+    from unlearn_cli.data.encoding import EncodedQA
+    from unlearn_cli.scoring import answer_nll, shared_prefix_nll
+    import contextlib
+    d, tok = data
+    spec = ModelSpec(architecture=arch, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128)
+    torch.manual_seed(0)
+    model = build_tiny(spec, len(tok), tok, seed=0).eval()
+    items = d.qa["forget"][:5]
+    enc = encode_qa(tok, items, spec.prompt_template)
+    answers = [[tok(" " + t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in it.perturbed]
+               for it in items]
+    m = len(answers[0])
+    sums, counts = shared_prefix_nll(model, enc.prompts, answers, tok.pad_token_id, 2 * m, contextlib.nullcontext)
+    flat = EncodedQA([p for p in enc.prompts for _ in range(m)], [a for row in answers for a in row])
+    want_s, want_c = answer_nll(model, flat, tok.pad_token_id, 3, contextlib.nullcontext)
+    torch.testing.assert_close(sums, want_s.view(-1, m), atol=1e-3, rtol=1e-4)
+    assert torch.equal(counts, want_c.view(-1, m))

@@ -12,7 +12,7 @@ FAST = ["model=tiny", "progress=false", "skip=[attack]", "prepare.train.epochs=4
 
 def run(tmp_path, cache_dir, *args):
     out = tmp_path / "run"
-    run_cli(["run", *args, *FAST, f"output_dir={out}"], tmp_path, cache_dir, timeout=600)
+    run_cli(["run", *FAST, *args, f"output_dir={out}"], tmp_path, cache_dir, timeout=600)
     return out, read_results(out)["metrics"]
 
 
@@ -30,15 +30,20 @@ def test_tofu_tiny_reports_forget_quality_and_model_utility(tmp_path, cache_dir)
 
 def test_muse_news_tiny_reports_knowmem_verbmem_privleak(tmp_path, cache_dir):
     _, m = run(tmp_path, cache_dir, "benchmark=muse_news", "eval=muse", "benchmark.retain_source=knowmem_qa",
-               "benchmark.max_items=3", "unlearn.steps=2", "eval.metrics.verbmem.max_new_tokens=16",
-               "eval.decode.max_text_tokens=256")
+               "benchmark.max_items=2", "unlearn.steps=2", "eval.metrics.verbmem.max_new_tokens=32",
+               "eval.decode.max_text_tokens=256", "prepare.train.epochs=60")
+    # the subsampled target was trained on the articles its VerbMem windows come from, the oracle was not
+    assert m["target/forget_verbmem"] > m["oracle/forget_verbmem"] + 10
     for stage in ("target", "unlearned", "oracle"):
         for key in ("forget_verbmem", "forget_knowmem", "retain_knowmem"):
             assert 0.0 <= m[f"{stage}/{key}"] <= 100.0
         assert 0.0 <= m[f"{stage}/forget_privleak_auc"] <= 1.0
-    assert m["oracle/forget_privleak"] == 0.0
-    assert m["target/forget_privleak"] == pytest.approx(
-        (m["target/forget_privleak_auc"] - m["oracle/forget_privleak_auc"]) / m["oracle/forget_privleak_auc"] * 100)
+    ref = m["oracle/forget_privleak_auc"]
+    if ref > 0:
+        assert m["oracle/forget_privleak"] == 0.0
+        assert m["target/forget_privleak"] == pytest.approx((m["target/forget_privleak_auc"] - ref) / ref * 100)
+    else:  # 2 members vs 2 non-members: an oracle AUC of 0 leaves the relative leak undefined, so it is omitted
+        assert not any(k.endswith("/forget_privleak") for k in m)
 
 
 def test_wmdp_bio_tiny_question_proxy_reports_mcq_accuracy(tmp_path, cache_dir):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 
 import numpy as np
@@ -84,7 +85,7 @@ def test_perturbed_answer_nlls_match_single_forwards_and_are_shared():
 def test_token_stats_give_log_probs_and_min_k_pp_moments_of_one_forward():
     scorer = make_scorer(batch_size=2)
     _, tok = data_and_tokenizer()
-    stats_ = scorer.token_stats("forget_bios", moments=True)
+    stats_ = scorer.token_stats("forget_bios")
     text = scorer.texts["forget_bios"][1]
     ids = [tok.bos_token_id] + tok(text, add_special_tokens=False)["input_ids"][:512]
     with torch.no_grad():
@@ -95,7 +96,32 @@ def test_token_stats_give_log_probs_and_min_k_pp_moments_of_one_forward():
     np.testing.assert_allclose(stats_[1].logp, want, atol=1e-4)
     np.testing.assert_allclose(stats_[1].mu, mu.numpy(), atol=1e-4)
     np.testing.assert_allclose(stats_[1].sigma, sigma.numpy(), atol=1e-4)
-    assert scorer.token_stats("forget_bios") is stats_  # a plain request reuses the moments pass
+    assert scorer.token_stats("forget_bios") is stats_  # memoised: one forward per split and stage
+
+
+def test_gold_answer_nlls_and_qa_token_stats_share_one_forward_per_split():
+    scorer = make_scorer(batch_size=5)
+    _, tok = data_and_tokenizer()
+    calls = []
+    hook = scorer.model.register_forward_hook(lambda *_: calls.append(1))
+    sums, counts = scorer.answer_nll("forget")
+    stats_ = scorer.token_stats("forget")
+    scorer.mean_nll("forget")
+    hook.remove()
+    assert len(calls) == 3  # 12 rows in batches of 5: one pass serves the NLLs and the MIA statistics
+    prompts = scorer.inputs.prompts("forget")
+    for i in (0, 11):
+        ans = tok(" " + scorer.items["forget"][i].answer, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+        assert -sums[i].item() == pytest.approx(brute_logp(scorer.model, prompts[i], ans), abs=1e-3)
+        assert counts[i].item() == len(ans) == len(stats_[i].logp)
+
+
+def test_paraphrased_answer_request_on_a_split_without_paraphrases_reuses_the_gold_pass():
+    data, tok = data_and_tokenizer()
+    plain = [dataclasses.replace(it, paraphrased_answer="") for it in data.qa["retain"][:6]]
+    inputs = EvalInputs(tok, TEMPLATE, {"retain": plain}, {}, {})
+    scorer = StageScorer(tiny_model().eval(), inputs, DecodeSettings(batch_size=8), NULL, "target")
+    assert scorer.answer_nll("retain", "paraphrased_answer") is scorer.answer_nll("retain")
 
 
 class KnownNLLs:
@@ -145,6 +171,9 @@ def test_privleak_uses_the_oracle_auc_else_the_constant():
     assert other.inputs is not scorer.inputs
     assert PrivLeak(reference_auc=0.4772).compute(other)["forget_privleak"] == \
         pytest.approx((out["forget_privleak_auc"] - 0.25) / 0.25 * 100)
+    degenerate = make_scorer(batch_size=4, reference={key: 0.0})  # oracle ranked every member first
+    degenerate.inputs.texts.update(scorer.inputs.texts)
+    assert set(PrivLeak().compute(degenerate)) == {"forget_privleak_auc"}
 
 
 def test_leak_at_k_with_top_k_1_equals_greedy_containment():

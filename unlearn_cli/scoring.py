@@ -36,6 +36,7 @@ from unlearn_cli.data.encoding import (EncodedQA, MCQ_LETTERS, encode_qa, encode
                                        render_mcq)
 from unlearn_cli.errors import UserError
 from unlearn_cli.losses import sequence_nll
+from unlearn_cli.metrics._stats import logp_moments
 
 log = logging.getLogger("unlearn_cli")
 
@@ -84,6 +85,45 @@ class Sampling:
     top_k: int = 0
 
 
+def context_length(model) -> Optional[int]:
+    """The model's maximum sequence length (``max_position_embeddings``), if it declares one."""
+    return getattr(getattr(model, "config", None), "max_position_embeddings", None)
+
+
+_WARNED: set = set()
+
+
+def fit_prompts(prompts: Sequence[Sequence[int]], context: Optional[int], max_new_tokens: int,
+                what: str) -> Sequence[Sequence[int]]:
+    """Prompts whose length plus ``max_new_tokens`` exceeds ``context`` keep their LAST tokens (the
+    continuation depends on the end of the prefix; positions past the context are untrained), with
+    one warning naming how many were cut."""
+    if not context:
+        return prompts
+    room = context - max_new_tokens
+    if room < 1:
+        raise UserError(f"{what}: max_new_tokens={max_new_tokens} leaves no room for a prompt in the "
+                        f"model's {context}-token context; lower max_new_tokens")
+    cut = sum(len(p) > room for p in prompts)
+    if not cut:
+        return prompts
+    what = what.split(":")[-1]  # "eval target:forget" -> "forget": one warning per split and run
+    if (what, cut, room) not in _WARNED:
+        _WARNED.add((what, cut, room))
+        log.warning("%s: %d of %d prompts are longer than the %d tokens the %d-token context leaves beside "
+                    "max_new_tokens=%d; keeping their last %d tokens", what, cut, len(prompts), room, context,
+                    max_new_tokens, room)
+    return [list(p[-room:]) if len(p) > room else p for p in prompts]
+
+
+def fit_rows(rows: EncodedQA, context: Optional[int]) -> EncodedQA:
+    """Scored rows cut to the model's context: each answer keeps its first tokens (the prompt part
+    is a ``<bos>`` or a short question)."""
+    if not context or all(len(p) + len(a) <= context for p, a in zip(rows.prompts, rows.answers)):
+        return rows
+    return EncodedQA(rows.prompts, [a[:max(1, context - len(p))] for p, a in zip(rows.prompts, rows.answers)])
+
+
 def _length_buckets(lengths: Sequence[int], batch_size: int) -> List[List[int]]:
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
     return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
@@ -116,6 +156,7 @@ def generate(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens:
     length-bucketed and left-padded; ``batch_size`` bounds prompts x samples per call."""
     dev = _device(model)
     n = sampling.n if sampling else 1
+    prompts = fit_prompts(prompts, context_length(model), max_new_tokens, desc)
     out: List[List[str]] = [[] for _ in prompts]
     per_call = max(1, batch_size // n)
     kwargs = dict(do_sample=False)
@@ -160,21 +201,64 @@ def answer_nll(model, encoded: EncodedQA, pad_id: int, batch_size: int, autocast
     return sums, counts
 
 
+@torch.no_grad()
+def shared_prefix_nll(model, prompts: Sequence[Sequence[int]], answers: Sequence[Sequence[Sequence[int]]],
+                      pad_id: int, batch_size: int, autocast) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(summed NLL, token count), each (N, M), of M answers per prompt (TOFU's perturbed answers),
+    encoding each prompt ONCE: a left-padded prompt forward fills the KV cache, the cache is
+    repeated M times and one forward scores all M right-padded continuations against it. Equal to
+    scoring every ``prompt + answer`` row on its own (``answer_nll``) up to float rounding, with the
+    prompt's compute divided by M. ``batch_size`` bounds continuation rows per forward."""
+    dev = _device(model)
+    n, m = len(prompts), len(answers[0]) if answers else 0
+    sums, counts = torch.zeros(n, m), torch.zeros(n, m)
+    per_call = max(1, batch_size // max(m, 1))
+    lengths = [len(p) + max(len(a) for a in answers[i]) for i, p in enumerate(prompts)]
+    for idx in _length_buckets(lengths, per_call):
+        batch = left_pad([prompts[i] for i in idx], pad_id)
+        prompt_mask = batch["attention_mask"].to(dev)
+        with autocast():
+            out = model(input_ids=batch["input_ids"].to(dev), attention_mask=prompt_mask,
+                        position_ids=_positions(prompt_mask), use_cache=True)
+        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1).repeat_interleave(m, dim=0)
+        cache = out.past_key_values
+        cache.batch_repeat_interleave(m)
+        rows = [list(a) for i in idx for a in answers[i]]
+        width = max(len(a) for a in rows)
+        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+        mask = torch.zeros((len(rows), width), dtype=torch.long)
+        for r, a in enumerate(rows):
+            ids[r, :len(a)] = torch.tensor(a)
+            mask[r, :len(a)] = 1
+        ids, mask = ids.to(dev), mask.to(dev)
+        start = prompt_mask.sum(-1).repeat_interleave(m).unsqueeze(-1)
+        with autocast():
+            logits = model(input_ids=ids, attention_mask=torch.cat([prompt_mask.repeat_interleave(m, dim=0), mask], -1),
+                           position_ids=start + torch.arange(width, device=dev), past_key_values=cache,
+                           use_cache=False).logits
+        logp = torch.cat([first.unsqueeze(1), torch.log_softmax(logits[:, :-1].float(), dim=-1)], 1)
+        token_logp = logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1) * mask
+        sums[idx] = -token_logp.sum(-1).view(len(idx), m).cpu()
+        counts[idx] = mask.sum(-1).view(len(idx), m).float().cpu()
+    return sums, counts
+
+
 @dataclass
 class TokenStats:
-    """Per supervised token of one sequence: ``logp`` = log p(x_t | x_<t); with moments, ``mu`` /
-    ``sigma`` = mean / std of log p(v) under the next-token distribution at that position."""
+    """Per supervised token of one sequence: ``logp`` = log p(x_t | x_<t); ``mu`` / ``sigma`` =
+    mean / std of log p(v) under the next-token distribution at that position (Min-K%++)."""
 
     logp: np.ndarray
-    mu: Optional[np.ndarray] = None
-    sigma: Optional[np.ndarray] = None
+    mu: np.ndarray
+    sigma: np.ndarray
 
 
 @torch.no_grad()
 def token_stats(model, encoded: EncodedQA, pad_id: int, batch_size: int, autocast,
-                moments: bool = False, min_var: float = 1e-6) -> List[TokenStats]:
-    """Per-token log-probs of every row's answer tokens (and Min-K%++ moments), one forward per
-    right-padded batch; the moments are taken in float32 over the supervised positions only."""
+                min_var: float = 1e-6, chunk_tokens: int = 4096) -> List[TokenStats]:
+    """Per-token log-probs of every row's answer tokens with their Min-K%++ moments, one forward
+    per right-padded batch. The log-softmax and moments are taken in float32 over the supervised
+    positions only, ``chunk_tokens`` positions at a time (bounded memory at large vocabularies)."""
     dev = _device(model)
     out: List[Optional[TokenStats]] = [None] * len(encoded)
     for idx in _length_buckets([len(p) + len(a) for p, a in zip(encoded.prompts, encoded.answers)], batch_size):
@@ -183,21 +267,21 @@ def token_stats(model, encoded: EncodedQA, pad_id: int, batch_size: int, autocas
             logits = model(input_ids=batch["input_ids"].to(dev), attention_mask=batch["attention_mask"].to(dev)).logits
         labels = batch["labels"][:, 1:].to(dev)
         mask = labels != -100
-        logits = logits[:, :-1][mask].float()  # (supervised tokens, vocab)
-        logp_all = torch.log_softmax(logits, dim=-1)
-        lp = logp_all.gather(-1, labels[mask].unsqueeze(-1)).squeeze(-1)
-        if moments:
-            p = logp_all.exp()
-            mu = (p * logp_all).sum(-1)
-            sigma = ((p * logp_all.square()).sum(-1) - mu.square()).clamp_min(min_var).sqrt()
-        counts = mask.sum(-1).tolist()
+        picked = logits[:, :-1][mask]  # (supervised tokens, vocab)
+        targets = labels[mask]
+        del logits
+        parts = []
+        for start in range(0, picked.shape[0], chunk_tokens):
+            logp_all = torch.log_softmax(picked[start:start + chunk_tokens].float(), dim=-1)
+            lp = logp_all.gather(-1, targets[start:start + chunk_tokens].unsqueeze(-1)).squeeze(-1)
+            parts.append((lp, *logp_moments(logp_all, min_var)))
+        lp, mu, sigma = (torch.cat(t).double().cpu().numpy() for t in zip(*parts)) if parts else \
+            (np.zeros(0),) * 3
         start = 0
-        for row, i in enumerate(idx):
-            sl = slice(start, start + counts[row])
-            out[i] = TokenStats(lp[sl].double().cpu().numpy(),
-                                mu[sl].double().cpu().numpy() if moments else None,
-                                sigma[sl].double().cpu().numpy() if moments else None)
-            start += counts[row]
+        for row, (i, count) in enumerate(zip(idx, mask.sum(-1).tolist())):
+            sl = slice(start, start + count)
+            out[i] = TokenStats(lp[sl], mu[sl], sigma[sl])
+            start += count
     return out
 
 
@@ -374,6 +458,13 @@ def _with_question(item, question: str):
     return replace(item, question=question)
 
 
+def _sums_and_counts(stats: List[TokenStats]) -> Tuple[torch.Tensor, torch.Tensor]:
+    """(summed NLL, token count) per row from per-token log-probs."""
+    sums = torch.tensor([-float(st.logp.sum()) for st in stats], dtype=torch.float32)
+    counts = torch.tensor([len(st.logp) for st in stats], dtype=torch.float32)
+    return sums, counts
+
+
 class StageScorer:
     """Memoised generations, answer NLLs, token statistics and MCQ scores of one model at one stage."""
 
@@ -422,13 +513,22 @@ class StageScorer:
     # -- likelihoods --------------------------------------------------------------------------------
     def answer_nll(self, split: str, field: str = "answer", view: str = "question"):
         """(summed NLL, token count) per answer row: shape (N,) for single answers, (N, J) for
-        ``field='perturbed'``."""
+        ``field='perturbed'``. The gold answers under the templated question are the rows that
+        membership inference scores, so they come from the same forward as ``token_stats``; a
+        ``paraphrased_answer`` request on a split without paraphrases is the gold-answer one."""
+        if field == "paraphrased_answer" and not any(it.paraphrased_answer for it in self.items[split]):
+            field = "answer"
+        if field == "answer" and view == "question":
+            return self._cached(("nll", split, field, view), lambda: _sums_and_counts(self.token_stats(split)))
+
         def build():
             rows, per = self.inputs.answers(split, field, view)
-            sums, counts = answer_nll(self.model, rows, self.pad_id, self.decode.batch_size, self.autocast)
-            if field == "perturbed":
-                return sums.view(-1, per), counts.view(-1, per)
-            return sums, counts
+            if field == "perturbed":  # J answers per prompt: encode each prompt once
+                prompts = rows.prompts[::per]
+                answers = [rows.answers[i * per:(i + 1) * per] for i in range(len(prompts))]
+                return shared_prefix_nll(self.model, prompts, answers, self.pad_id, self.decode.batch_size,
+                                         self.autocast)
+            return answer_nll(self.model, rows, self.pad_id, self.decode.batch_size, self.autocast)
         return self._cached(("nll", split, field, view), build)
 
     def mean_nll(self, split: str, field: str = "answer", view: str = "question") -> np.ndarray:
@@ -436,18 +536,28 @@ class StageScorer:
         sums, counts = self.answer_nll(split, field, view)
         return (sums / counts.clamp_min(1)).double().numpy()
 
-    def token_stats(self, split: str, moments: bool = False) -> List[TokenStats]:
-        """Per-token log-probs (and Min-K%++ moments) of a text split or a QA split's answers;
-        a moments pass also serves later requests without moments."""
-        if not moments and ("tok", split, True) in self._memo:
-            return self._memo[("tok", split, True)]
-        rows, _ = self.inputs.scored_texts(split)
-        return self._cached(("tok", split, moments), lambda: token_stats(
-            self.model, rows, self.pad_id, self.decode.batch_size, self.autocast, moments=moments))
+    def token_stats(self, split: str) -> List[TokenStats]:
+        """Per-token log-probs and Min-K%++ moments of a text split, or of a QA split's gold
+        answers given the templated question (one forward serves every MIA attack and the
+        split's answer NLLs)."""
+        rows, _ = self._scored(split)
+        return self._cached(("tok", split), lambda: token_stats(
+            self.model, rows, self.pad_id, self.decode.batch_size, self.autocast))
+
+    def _scored(self, split: str) -> Tuple[EncodedQA, List[str]]:
+        """``EvalInputs.scored_texts`` cut to this model's context; a cut text split's texts are
+        re-decoded so zlib sees exactly the scored tokens."""
+        def build():
+            rows, texts = self.inputs.scored_texts(split)
+            fitted = fit_rows(rows, context_length(self.model))
+            if fitted is not rows and self.inputs.kind(split) == "text":
+                texts = [self.tokenizer.decode(a) for a in fitted.answers]
+            return fitted, texts
+        return self._cached(("scored", split), build)
 
     def text_of(self, split: str) -> List[str]:
         """The text each scored row stands for (zlib attack)."""
-        return self.inputs.scored_texts(split)[1]
+        return self._scored(split)[1]
 
     def zlib_lengths(self, split: str) -> np.ndarray:
         return self._cached(("zlib", split), lambda: np.array(

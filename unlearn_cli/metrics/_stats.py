@@ -218,10 +218,14 @@ def min_k_plus_plus_score(token_logps, mu, sigma, k: float = 0.4) -> float:
 
 
 def logit_moments(logits: torch.Tensor, min_var: float = 1e-6) -> Tuple[torch.Tensor, torch.Tensor]:
-    """Per-position mean and std of ``log p(v)`` under ``p = softmax(logits)`` over the last dim:
-    ``mu = sum_v p log p``, ``sigma^2 = sum_v p (log p)^2 - mu^2`` clamped at ``min_var``
-    (Min-K%++). Use the logits that predicted each scored token (position t-1 for token t)."""
-    logp = torch.log_softmax(logits.double(), dim=-1)
+    """Per-position mean and std of ``log p(v)`` under ``p = softmax(logits)`` over the last dim
+    (Min-K%++), in float64. Use the logits that predicted each scored token (position t-1 for token t)."""
+    return logp_moments(torch.log_softmax(logits.double(), dim=-1), min_var)
+
+
+def logp_moments(logp: torch.Tensor, min_var: float = 1e-6) -> Tuple[torch.Tensor, torch.Tensor]:
+    """``mu = sum_v p log p`` and ``sigma = sqrt(max(sum_v p (log p)^2 - mu^2, min_var))`` of a
+    log-softmax ``logp`` over its last dim, in its dtype."""
     p = logp.exp()
     mu = (p * logp).sum(-1)
     var = (p * logp.square()).sum(-1) - mu.square()

@@ -14,7 +14,7 @@ ATTACKS = ("loss", "zlib", "min_k", "min_k_pp")
 
 def mia_scores(scorer, split: str, attack: str, k: float) -> np.ndarray:
     """Per-row MIA score (high = non-member) of ``split`` under ``attack`` (methods.md 5.4)."""
-    stats = scorer.token_stats(split, moments=attack == "min_k_pp")
+    stats = scorer.token_stats(split)
     if attack == "loss":
         return np.array([_stats.loss_score(s.logp) for s in stats])
     if attack == "zlib":

@@ -1,11 +1,14 @@
 """MUSE PrivLeak."""
 
+import logging
 from typing import Optional
 
 from unlearn_cli.metrics import _stats
 from unlearn_cli.metrics._common import label, reference_value
 from unlearn_cli.metrics.mia_auc import mia_scores
 from unlearn_cli.registry import METRICS
+
+log = logging.getLogger("unlearn_cli")
 
 
 @METRICS.register("privleak")
@@ -14,7 +17,7 @@ class PrivLeak:
     (forget texts) vs ``nonmembers`` (holdout texts), relative to the retrained model:
     ``(AUC - AUC_ref) / AUC_ref * 100``. ``AUC_ref`` is the oracle stage's AUC when the run evaluates
     an oracle, else ``reference_auc`` (MUSE-News constant 0.4772, Books 0.5393); with neither the
-    key is omitted (logged warning). ~0 ideal, strongly negative = under-unlearning. Keys
+    key is omitted (logged warning), as it is when ``AUC_ref`` = 0. ~0 ideal, strongly negative = under-unlearning. Keys
     ``<members>_privleak`` and ``<members>_privleak_auc`` (a leading ``privleak_`` dropped).
     """
 
@@ -35,6 +38,9 @@ class PrivLeak:
         name = label(self.members, "privleak_")
         out = {f"{name}_privleak_auc": auc}
         ref = reference_value(scorer, key, self.reference_auc, what="privleak")
-        if ref is not None:
+        if ref is not None and ref <= 0:
+            log.warning("privleak: the reference (oracle) AUC is 0, so the relative leak is undefined; "
+                        "omitted at stage '%s' (too few member/non-member texts?)", scorer.stage)
+        elif ref is not None:
             out[f"{name}_privleak"] = _stats.privleak(auc, ref)
         return out

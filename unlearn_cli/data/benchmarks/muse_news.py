@@ -37,6 +37,34 @@ def _verbmem(source: Source) -> List[QAItem]:
     return items
 
 
+def covering_articles(articles: List[str], windows: List[str], probe: int = 100) -> List[str]:
+    """The articles that the evaluation ``windows`` (VerbMem prefix + continuation, PrivLeak
+    member texts) overlap, in corpus order. MUSE cut those windows from the forget corpus
+    ``"\\n\\n".join(articles)``, often across article boundaries; a window is located by its first
+    ``probe`` characters. Windows not found (e.g. from another forget split) are skipped."""
+    joined, starts, pos = "\n\n".join(articles), [], 0
+    for a in articles:
+        starts.append(pos)
+        pos += len(a) + 2
+    keep = set()
+    for w in windows:
+        at = joined.find(w[:probe])
+        if at < 0:
+            continue
+        end = at + len(w)
+        keep.update(i for i, s in enumerate(starts) if s < end and s + len(articles[i]) > at)
+    return [articles[i] for i in sorted(keep)]
+
+
+def answered_in(items: List[QAItem], articles: List[str], cap: int) -> List[QAItem]:
+    """The first ``cap`` QA items whose answer occurs (case-insensitively) in ``articles``, so a
+    subsampled target was trained on the facts KnowMem asks about; the first ``cap`` items when
+    none does."""
+    text = "\n".join(articles).lower()
+    found = [it for it in items if it.answer.lower() in text]
+    return head(found or items, cap)
+
+
 @BENCHMARKS.register("muse_news")
 class MuseNews:
     """MUSE-News: forget 889 BBC articles; VerbMem / KnowMem / PrivLeak evaluation (muse-bench/MUSE-News).
@@ -50,13 +78,16 @@ class MuseNews:
     and their 10-shot demonstrations ``knowmem_forget_icl``, ``knowmem_retain_icl``;
     ``verbmem_forget`` (question = passage prefix, answer = true continuation). Texts:
     ``privleak_forget`` / ``privleak_retain`` (members), ``privleak_holdout`` (non-members).
-    ``max_items`` keeps the first n items of every split except the demonstrations.
+    ``max_items`` keeps the first n items of every evaluation split except the demonstrations,
+    and a forget corpus consistent with them: the articles the kept VerbMem and PrivLeak-member
+    windows were cut from, and KnowMem-forget questions whose answer occurs in those articles
+    (so a subsampled tiny target has seen what its forget metrics probe).
     ``model=tiny`` builds a small target (forget articles as raw text, chunked, + retain) and a
     retain-only oracle when a retain split exists (locally: ``retain_source=knowmem_qa``).
     """
 
     builds_target = False
-    loader_version = 1
+    loader_version = 2
 
     def __init__(self, data_dir: Optional[str] = None, forget_split: str = "raw/forget",
                  retain_source: Literal["raw", "knowmem_qa", "none"] = "raw", max_items: Optional[int] = None):
@@ -77,10 +108,10 @@ class MuseNews:
     def load(self) -> BenchmarkData:
         """Read the forget corpus, the retain choice and the evaluation subsets."""
         cap = self.settings["max_items"]
-        forget = [text_item(t) for t in _texts(self.source, self.settings["forget_split"])]
+        articles = _texts(self.source, self.settings["forget_split"])
         knowmem_retain = _qa(self.source, "knowmem/retain_qa")
         qa = {
-            "knowmem_forget": head(_qa(self.source, "knowmem/forget_qa"), cap),
+            "knowmem_forget": _qa(self.source, "knowmem/forget_qa"),
             "knowmem_retain": head(knowmem_retain, cap),
             "knowmem_forget_icl": _qa(self.source, "knowmem/forget_qa_icl"),
             "knowmem_retain_icl": _qa(self.source, "knowmem/retain_qa_icl"),
@@ -88,7 +119,12 @@ class MuseNews:
         }
         texts = {f"privleak_{s}": head(_texts(self.source, f"privleak/{s}"), cap)
                  for s in ("forget", "retain", "holdout")}
-        data = BenchmarkData(name="muse_news", train={"forget": head(forget, cap)}, qa=qa, texts=texts)
+        if cap is not None:
+            windows = [it.question + it.answer for it in qa["verbmem_forget"]] + texts["privleak_forget"]
+            articles = covering_articles(articles, windows)
+            qa["knowmem_forget"] = answered_in(qa["knowmem_forget"], articles, cap)
+        forget = [text_item(t) for t in articles]
+        data = BenchmarkData(name="muse_news", train={"forget": forget}, qa=qa, texts=texts)
         self._add_retain(data, knowmem_retain)
         data.corpus = corpus_of(data.train, qa, texts)
         # model=tiny: a target trained on the forget articles (raw text) + retain data, an oracle on
