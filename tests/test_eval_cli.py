@@ -55,6 +55,15 @@ def test_wmdp_bio_tiny_question_proxy_reports_mcq_accuracy(tmp_path, cache_dir):
         assert 0.0 <= m[f"{stage}/mmlu_mcq_acc"] <= 1.0
 
 
+def test_wmdp_bio_mcq_accuracy_through_lm_eval_harness(tmp_path, cache_dir):
+    """The lm_eval backend from the command line: same key, target only (the harness wraps the in-memory model)."""
+    _, m = run(tmp_path, cache_dir, "benchmark=wmdp_bio", "eval=wmdp", "benchmark.forget_source=questions",
+               "benchmark.max_items=12", "benchmark.mmlu_max_per_subject=4", "benchmark.mmlu_subjects=[virology]",
+               "eval.metrics.mcq_acc.backend=lm_eval", "skip=[unlearn,eval_unlearned,attack,eval_oracle]")
+    assert set(m) == {"target/wmdp_bio_mcq_acc", "target/mmlu_mcq_acc"}
+    assert all(0.0 <= v <= 1.0 for v in m.values())
+
+
 def test_wmdp_without_forget_data_fails_with_one_line(tmp_path, cache_dir):
     proc = run_cli(["run", "benchmark=wmdp_bio", "eval=wmdp", "model=tiny", "progress=false"], tmp_path, cache_dir,
                    expect_ok=False)

@@ -26,6 +26,7 @@ from unlearn_cli.files import atomic_write_json, publish_dir, stable_hash
 from unlearn_cli.finetune import finetune
 
 RECIPE_VERSION = 1
+TOKENIZER_VERSION = 2  # 2: encoding with add_special_tokens=True prepends <bos>, as Llama's does
 
 
 def _entry(cache_dir: Path, name: str, key_obj: dict) -> Path:
@@ -34,7 +35,8 @@ def _entry(cache_dir: Path, name: str, key_obj: dict) -> Path:
 
 def tokenizer_for(cache_dir: Path, benchmark_key: dict, corpus, vocab_size: int) -> Path:
     """Cached BPE tokenizer trained on the benchmark's text."""
-    key = {"v": RECIPE_VERSION, "benchmark": benchmark_key, "vocab_size": vocab_size}
+    key = {"v": RECIPE_VERSION, "tokenizer_version": TOKENIZER_VERSION, "benchmark": benchmark_key,
+           "vocab_size": vocab_size}
     final = _entry(cache_dir, f"{benchmark_key['name']}-tokenizer", key)
     if not (final / "tokenizer.json").exists():
         final.parent.mkdir(parents=True, exist_ok=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformers import PreTrainedTokenizerFast
 
 SPECIAL = {"pad_token": "<pad>", "bos_token": "<bos>", "eos_token": "<eos>", "unk_token": "<unk>"}
@@ -26,6 +26,11 @@ def train_bpe_tokenizer(texts: Iterable[str], vocab_size: int) -> PreTrainedToke
         show_progress=False,
     )
     core.train_from_iterator(list(texts), trainer=trainer)
+    # like Llama's tokenizer: add_special_tokens=True prepends <bos> (the project's own encoders
+    # pass add_special_tokens=False and add it themselves; external tools such as lm-eval rely on it)
+    bos = SPECIAL["bos_token"]
+    core.post_processor = processors.TemplateProcessing(single=f"{bos} $A", pair=f"{bos} $A $B",
+                                                        special_tokens=[(bos, core.token_to_id(bos))])
     tok = PreTrainedTokenizerFast(tokenizer_object=core, **SPECIAL)
     tok.padding_side = "left"
     return tok
