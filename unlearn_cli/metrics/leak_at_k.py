@@ -7,6 +7,7 @@ import numpy as np
 from unlearn_cli.errors import UserError
 from unlearn_cli.metrics import _stats
 from unlearn_cli.metrics._common import leaks
+from unlearn_cli.metrics._entailment import entailed
 from unlearn_cli.registry import METRICS
 from unlearn_cli.scoring import Sampling, check_sampling
 
@@ -22,7 +23,9 @@ class LeakAtK:
     ``leak@k = 1 - C(n-c, k)/C(n, k)`` (``_stats.leak_at_k``) is averaged over queries for every
     ``k`` in ``ks`` (each <= n). Judge (``judge``): ``contains`` = qa_acc's fact-containment test
     (fictional benchmark), ``rouge`` = ROUGE-L recall vs the gold answer >= ``threshold`` (TOFU-like
-    full answers), ``auto`` = per item, ``contains`` when it has a short gold value, else ``rouge``.
+    full answers), ``auto`` = per item, ``contains`` when it has a short gold value, else ``rouge``,
+    ``nli`` = the ``rouge`` gate AND the entailment classifier ``judge_model`` (``"<q> <sample>"``
+    entails ``"<q> <gold>"`` with p >= ``judge_threshold``; ``unlearn_cli.metrics._entailment``).
     Keys: ``<split>_leak@<k>`` for the first policy of the grid, ``<split>_leak@<max k>_T<t>_p<p>``
     for the others; the full curves go to ``leak_at_k.json`` / ``leak_at_k.png`` in the run dir.
     Lower is better on forget splits. ``max_items`` evaluates the first queries only.
@@ -33,15 +36,19 @@ class LeakAtK:
 
     def __init__(self, splits: List[str] = ("forget",), n: int = 32, ks: Optional[List[int]] = None,
                  temperatures: List[float] = (1.0,), top_ps: List[float] = (1.0,), top_k: int = 0,
-                 judge: Literal["auto", "contains", "rouge"] = "auto", threshold: float = 0.5,
-                 max_new_tokens: Optional[int] = None, view: str = "question", max_items: Optional[int] = None):
+                 judge: Literal["auto", "contains", "rouge", "nli"] = "auto", threshold: float = 0.5,
+                 max_new_tokens: Optional[int] = None, view: str = "question", max_items: Optional[int] = None,
+                 judge_model: Optional[str] = None, judge_threshold: float = 0.5):
         if n < 1:
             raise UserError(f"leak_at_k.n must be >= 1, got {n}")
         ks = sorted(set(ks)) if ks else [k for k in (1, 2, 4, 8, 16, 32, 64, 128, 256) if k <= n]
         if ks[0] < 1 or ks[-1] > n:
             raise UserError(f"leak_at_k.ks must lie in [1, n={n}], got {ks}")
-        if judge not in ("auto", "contains", "rouge"):
-            raise UserError(f"leak_at_k.judge must be auto, contains or rouge, got {judge!r}")
+        if judge not in ("auto", "contains", "rouge", "nli"):
+            raise UserError(f"leak_at_k.judge must be auto, contains, rouge or nli, got {judge!r}")
+        if (judge == "nli") != bool(judge_model):
+            raise UserError("leak_at_k: judge=nli needs judge_model (an NLI classifier path or hub id), "
+                            "and judge_model is used only with judge=nli")
         if not temperatures or not top_ps:
             raise UserError("leak_at_k.temperatures and leak_at_k.top_ps need at least one value each")
         for t in temperatures:
@@ -53,15 +60,31 @@ class LeakAtK:
         self.grid = [(float(t), float(p)) for t in temperatures for p in top_ps]
         self.top_k, self.judge, self.threshold = int(top_k), judge, float(threshold)
         self.max_new_tokens, self.view, self.max_items = max_new_tokens, view, max_items
+        self.judge_model, self.judge_threshold = judge_model, float(judge_threshold)
 
     def curve(self, scorer, split: str, temperature: float, top_p: float) -> dict:
         """``{k: leak@k}`` and the per-query leak counts for one sampling policy."""
         sampling = Sampling(self.n, temperature, top_p, self.top_k)
         samples = scorer.samples(split, sampling, self.view, self.max_new_tokens, self.max_items)
         items = scorer.items[split][:len(samples)]
-        counts = [sum(leaks(self.judge, self.threshold, g, it) for g in gens) for gens, it in zip(samples, items)]
+        if self.judge == "nli":
+            counts = self._entailed_counts(scorer, samples, items)
+        else:
+            counts = [sum(leaks(self.judge, self.threshold, g, it) for g in gens) for gens, it in zip(samples, items)]
         return {"leak": {k: float(np.mean([_stats.leak_at_k(self.n, c, k) for c in counts])) for k in self.ks},
                 "counts": counts}
+
+    def _entailed_counts(self, scorer, samples, items) -> List[int]:
+        """Per query: samples passing the ROUGE gate whose entailment of the gold answer the judge confirms."""
+        gated = [(q, g) for q, (gens, it) in enumerate(zip(samples, items)) for g in gens
+                 if leaks("rouge", self.threshold, g, it)]
+        ok = entailed(self.judge_model, [items[q].question for q, _ in gated], [g for _, g in gated],
+                      [items[q].answer for q, _ in gated], self.judge_threshold,
+                      next(scorer.model.parameters()).device)
+        counts = [0] * len(items)
+        for (q, _), hit in zip(gated, ok):
+            counts[q] += int(hit)
+        return counts
 
     def compute(self, scorer):
         out = {}
