@@ -259,6 +259,12 @@ def test_muse_news_options(data_root):
     assert _sizes(data.train) == {"forget": 4, "retain": 4}
     assert data.train["retain"][0].question and len(data.qa["knowmem_forget_icl"]) == 10
     assert len(MuseNews(forget_split="sust/forget_4").load().train["forget"]) == 887
+    # raw/forget subsample: the articles the kept VerbMem / PrivLeak windows were cut from
+    aligned = MuseNews(retain_source="knowmem_qa", max_items=2).load()
+    corpus = "\n\n".join(it.answer for it in aligned.train["forget"])
+    for window in [it.question + it.answer for it in aligned.qa["verbmem_forget"]] + aligned.texts["privleak_forget"]:
+        assert window[:500] in corpus
+    assert all(it.answer.lower() in corpus.lower() for it in aligned.qa["knowmem_forget"])
     with pytest.raises(UserError, match=r"scal/forget_2.json not found.*sust/forget_1..k concatenated"):
         MuseNews(forget_split="scal/forget_2").load()
     with pytest.raises(UserError, match="benchmark.forget_split must be one of"):

@@ -81,7 +81,8 @@ class MuseNews:
     ``max_items`` keeps the first n items of every evaluation split except the demonstrations,
     and a forget corpus consistent with them: the articles the kept VerbMem and PrivLeak-member
     windows were cut from, and KnowMem-forget questions whose answer occurs in those articles
-    (so a subsampled tiny target has seen what its forget metrics probe).
+    (so a subsampled tiny target has seen what its forget metrics probe); the first n articles
+    when the forget split holds none of those windows (``sust/forget_k``, k > 1).
     ``model=tiny`` builds a small target (forget articles as raw text, chunked, + retain) and a
     retain-only oracle when a retain split exists (locally: ``retain_source=knowmem_qa``).
     """
@@ -121,7 +122,8 @@ class MuseNews:
                  for s in ("forget", "retain", "holdout")}
         if cap is not None:
             windows = [it.question + it.answer for it in qa["verbmem_forget"]] + texts["privleak_forget"]
-            articles = covering_articles(articles, windows)
+            # windows cut from another split (sust/forget_k, k > 1): keep the first articles instead
+            articles = covering_articles(articles, windows) or head(articles, cap)
             qa["knowmem_forget"] = answered_in(qa["knowmem_forget"], articles, cap)
         forget = [text_item(t) for t in articles]
         data = BenchmarkData(name="muse_news", train={"forget": forget}, qa=qa, texts=texts)
