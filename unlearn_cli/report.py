@@ -117,6 +117,11 @@ def plot_pareto(runs: List[Dict], forget_key: str, utility_key: str, path: Path)
     ax.set_xlabel(f"{utility_key} (higher is better)")
     ax.set_ylabel(f"{forget_key} (lower is better)")
     ax.set_title("Forgetting vs utility")
+    return _save(plt, fig, ax, path)
+
+
+def _save(plt, fig, ax, path: Path) -> Path:
+    """Legend, layout, PNG at 120 dpi; the figure is closed."""
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -142,11 +147,7 @@ def plot_recovery(runs: List[Dict], forget_metric: str, path: Path) -> Optional[
     ax.axhline(0, color="k", lw=0.8)
     ax.set_ylabel(f"{forget_metric}: attacked − unlearned")
     ax.set_title("Recovery of forgotten knowledge per attack")
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, ax, path)
 
 
 def report(root: Path, forget_metric: str = "forget_qa_acc", utility_metric: str = "retain_qa_acc") -> Dict[str, Path]:
