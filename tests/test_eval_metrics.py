@@ -15,12 +15,16 @@ from _method_fixtures import TEMPLATE, data_and_tokenizer, tiny_model
 from unlearn_cli.data.encoding import encode_texts, render_mcq
 from unlearn_cli.metrics import _stats
 from unlearn_cli.metrics.forget_quality import ForgetQuality
-from unlearn_cli.metrics.knowmem import cut
+from unlearn_cli import scoring
+from unlearn_cli.metrics.knowmem import KnowMem, cut
 from unlearn_cli.metrics.leak_at_k import LeakAtK
 from unlearn_cli.metrics.mcq_acc import MCQAccuracy
+from unlearn_cli.metrics.open_qa import OpenQA
 from unlearn_cli.metrics.privleak import PrivLeak
 from unlearn_cli.metrics.qa_acc import QAAccuracy
+from unlearn_cli.metrics.rouge_l import RougeL
 from unlearn_cli.metrics.truth_ratio import TruthRatio
+from unlearn_cli.metrics.verbmem import VerbMem
 from unlearn_cli.scoring import DecodeSettings, EvalInputs, StageScorer, mcq_logprobs
 
 NULL = contextlib.nullcontext
@@ -226,3 +230,35 @@ def test_knowmem_cut_and_judges():
     assert leaks("auto", 0.5, "velwick, of course", short) and not leaks("auto", 0.5, "Velwickshire", short)
     full = QAItem("q", "the author writes crime novels", "the author writes crime novels")
     assert leaks("auto", 0.5, "she writes crime novels", full) and not leaks("auto", 0.5, "poems", full)
+
+
+def test_prefetch_pools_every_declared_greedy_request_into_one_generate_call(monkeypatch):
+    data, tok = data_and_tokenizer()
+    qa = {k: v[:12] for k, v in data.qa.items()}
+    qa.update(knowmem_forget=qa["forget"], knowmem_forget_icl=qa["retain"][:2], verbmem_forget=qa["holdout"])
+    metrics = [QAAccuracy(["forget", "retain", "holdout"]), RougeL(["forget", "retain"]), OpenQA(["retain"]),
+               KnowMem(["knowmem_forget"], max_new_tokens=6), VerbMem(["verbmem_forget"], max_new_tokens=6)]
+    torch.manual_seed(0)
+    model = tiny_model().eval()
+
+    def scorer():
+        return StageScorer(model, EvalInputs(tok, TEMPLATE, qa), DecodeSettings(batch_size=64, max_new_tokens=8),
+                           NULL, "target")
+    calls = []
+    real = scoring.generate
+    monkeypatch.setattr(scoring, "generate", lambda m, t, prompts, mnt, *a, **k: calls.append((len(prompts), mnt))
+                        or real(m, t, prompts, mnt, *a, **k))
+    pooled = scorer()
+    pooled.prefetch(metrics)
+    # one call per max_new_tokens: 3 question splits (36 prompts) at 8 tokens, knowmem + verbmem at 6
+    assert sorted(calls) == [(24, 6), (36, 8)]
+    values = {}
+    for metric in metrics:
+        values.update(metric.compute(pooled))
+    assert len(calls) == 2  # every request was declared: compute generated nothing more
+    calls.clear()
+    alone = scorer()
+    assert {k: alone_v for m in metrics for k, alone_v in m.compute(alone).items()} == values
+    assert len(calls) == 5  # without prefetch: one call per (split, view)
+    for key in [k for k in alone._memo if k[0] == "gen"]:
+        assert pooled._memo[key] == alone._memo[key]  # pooling changes batches, not greedy answers

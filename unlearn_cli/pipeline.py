@@ -169,6 +169,7 @@ class Run:
         scorer = StageScorer(model, self.eval_inputs, self.c.decode, autocast, stage, reference)
         with self.provenance.stage(f"eval_{stage}"):
             values = {}
+            scorer.prefetch(self.c.metrics)
             for metric in self.c.metrics:
                 values.update(metric.compute(scorer))
         if stage == "oracle":

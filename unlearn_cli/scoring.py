@@ -494,6 +494,32 @@ class StageScorer:
         return self.tokenizer.pad_token_id
 
     # -- generation -------------------------------------------------------------------------------
+    def prefetch(self, metrics) -> None:
+        """Generate, in pooled batches, the greedy answers that ``metrics`` will ask for.
+
+        Each metric may list its greedy requests as ``generation_requests() -> [(split, view,
+        max_new_tokens or None)]``. Requests with the same ``max_new_tokens`` that are not yet
+        memoised are pooled into ONE length-bucketed ``generate`` call, so the splits of a stage fill
+        batches together instead of one partly filled batch (and one decoding loop) per split.
+        Greedy decoding is per row, so pooling changes batch composition only, not the answers
+        (up to float rounding of differently padded batches). Requests a metric does not declare
+        are generated on first use, as before."""
+        pending: Dict[int, List[tuple]] = {}
+        for metric in metrics:
+            for split, view, mnt in getattr(metric, "generation_requests", lambda: [])():
+                key = ("gen", split, view, mnt or self.decode.max_new_tokens)
+                if key not in self._memo and key not in pending.setdefault(key[3], []):
+                    pending[key[3]].append(key)
+        for mnt, keys in pending.items():
+            prompts = [self.inputs.prompts(split, view) for _, split, view, _ in keys]
+            splits = "+".join(split for _, split, _, _ in keys)
+            gens = generate(self.model, self.tokenizer, [p for ps in prompts for p in ps], mnt,
+                            self.decode.batch_size, self.autocast, desc=f"eval {self.stage}:{splits}")
+            start = 0
+            for key, ps in zip(keys, prompts):
+                self._memo[key] = [g[0] for g in gens[start:start + len(ps)]]
+                start += len(ps)
+
     def generations(self, split: str, view: str = "question", max_new_tokens: Optional[int] = None) -> List[str]:
         """Greedy answers of QA split ``split`` (one per item)."""
         mnt = max_new_tokens or self.decode.max_new_tokens

@@ -38,6 +38,10 @@ class KnowMem:
         self.splits = list(splits) + [self.icl[s] for s in splits]
         self.max_new_tokens = int(max_new_tokens)
 
+    def generation_requests(self):
+        """Greedy answers this metric reads (``StageScorer.prefetch`` pools them across splits)."""
+        return [(split, f"icl:{self.icl[split]}", self.max_new_tokens) for split in self.eval_splits]
+
     def compute(self, scorer):
         out = {}
         for split in self.eval_splits:

@@ -28,6 +28,10 @@ class ModelUtility:
         self.splits = list(splits)
         self.normalised = set(normalised_splits)
 
+    def generation_requests(self):
+        """Greedy answers this metric reads (``StageScorer.prefetch`` pools them across splits)."""
+        return [(split, "question", None) for split in self.splits]
+
     def compute(self, scorer):
         values = []
         for split in self.splits:

@@ -32,6 +32,10 @@ class OpenQA:
         self.splits, self.gate = list(splits), float(gate)
         self.judge_model, self.threshold = judge_model, float(threshold)
 
+    def generation_requests(self):
+        """Greedy answers this metric reads (``StageScorer.prefetch`` pools them across splits)."""
+        return [(split, "question", None) for split in self.splits]
+
     def compute(self, scorer):
         out = {}
         for split in self.splits:

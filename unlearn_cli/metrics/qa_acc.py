@@ -21,6 +21,10 @@ class QAAccuracy:
     def __init__(self, splits: List[str] = ("forget", "retain")):
         self.splits = list(splits)
 
+    def generation_requests(self):
+        """Greedy answers this metric reads (``StageScorer.prefetch`` pools them across splits)."""
+        return [(split, "question", None) for split in self.splits]
+
     def compute(self, scorer):
         out = {}
         for split in self.splits:

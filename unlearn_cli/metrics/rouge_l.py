@@ -27,6 +27,10 @@ class RougeL:
         self.use_stemmer = use_stemmer
         self.measure = measure
 
+    def generation_requests(self):
+        """Greedy answers this metric reads (``StageScorer.prefetch`` pools them across splits)."""
+        return [(split, "question", None) for split in self.splits]
+
     def compute(self, scorer):
         out = {}
         for split in self.splits:

@@ -25,6 +25,10 @@ class VerbMem:
         self.splits = list(splits)
         self.max_new_tokens = int(max_new_tokens)
 
+    def generation_requests(self):
+        """Greedy continuations this metric reads (``StageScorer.prefetch`` pools them across splits)."""
+        return [(split, "raw", self.max_new_tokens) for split in self.splits]
+
     def compute(self, scorer):
         out = {}
         tok = scorer.tokenizer
