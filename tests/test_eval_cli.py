@@ -49,7 +49,9 @@ def test_muse_news_tiny_reports_knowmem_verbmem_privleak(tmp_path, cache_dir):
 def test_wmdp_bio_tiny_question_proxy_reports_mcq_accuracy(tmp_path, cache_dir):
     _, m = run(tmp_path, cache_dir, "benchmark=wmdp_bio", "eval=wmdp", "benchmark.forget_source=questions",
                "benchmark.max_items=12", "benchmark.mmlu_max_per_subject=2",
-               "benchmark.mmlu_subjects=[virology,college_biology,anatomy]", "unlearn.steps=2")
+               "benchmark.mmlu_subjects=[virology,college_biology,anatomy]", "unlearn.steps=2",
+               "eval.metrics.mcq_acc.num_fewshot={mmlu: 5}")
+    assert {k.split("/")[1] for k in m} == {"wmdp_bio_mcq_acc", "mmlu_mcq_acc"}  # mmlu_dev is the 5-shot pool
     for stage in ("target", "unlearned", "oracle"):
         assert 0.0 <= m[f"{stage}/wmdp_bio_mcq_acc"] <= 1.0
         assert 0.0 <= m[f"{stage}/mmlu_mcq_acc"] <= 1.0

@@ -3,14 +3,15 @@
 ``mcq_acc`` with ``backend: lm_eval`` wraps the stage's in-memory model in the harness's ``HFLM``
 (no reload, no second copy) and runs one harness task per multiple-choice split:
 
-* a LOCAL task (default): the split's loaded items (the same questions, subsample and prompt as
-  the native path: :func:`render_mcq`, with the WMDP / MMLU subject header) written to a JSONL file
-  in a temporary folder, scored by the harness's own ``multiple_choice`` loglikelihood machinery
-  (context and letter encoded jointly, its batching) -- no download, works offline and on the tiny
-  model;
+* a LOCAL task (default): the split's loaded items with the native path's prompt texts (the same
+  questions, subsample, subject header and few-shot demonstrations: ``EvalInputs.mcq_texts``)
+  written to a JSONL file in a temporary folder, scored by the harness's own ``multiple_choice``
+  loglikelihood machinery (context and letter encoded jointly, its batching) -- no download, works
+  offline and on the tiny model; the harness itself runs it zero-shot, as the demonstrations are
+  already in the prompt;
 * an OFFICIAL task when ``harness_tasks`` maps the split to a registered harness task
   (``wmdp_bio``, ``wmdp_cyber``, ``mmlu``): the harness loads its own data from the Hugging Face
-  hub, for numbers comparable with published tables.
+  hub and picks its own demonstrations (``num_fewshot``), for numbers comparable with published tables.
 
 The key is ``<split>_mcq_acc`` either way, the harness's ``acc`` (for a group such as ``mmlu``,
 its aggregate ``acc``).
@@ -22,9 +23,9 @@ import json
 import logging
 import tempfile
 from pathlib import Path
-from typing import Dict, Optional, Sequence
+from typing import Dict, List, Sequence, Tuple
 
-from unlearn_cli.data.encoding import MCQ_LETTERS, render_mcq
+from unlearn_cli.data.encoding import MCQ_LETTERS
 from unlearn_cli.errors import UserError
 
 log = logging.getLogger("unlearn_cli")
@@ -57,45 +58,49 @@ def _task_yaml(task: str, data_file: Path, num_choices: int) -> str:
             f"metadata:\n  version: 1\n")
 
 
-def write_local_tasks(folder: Path, splits: Dict[str, Sequence], subject_of) -> Dict[str, str]:
-    """One harness task per split in ``folder`` (JSONL data + YAML); ``{split: task name}``.
-    ``subject_of(split, item)`` gives the header subject (or None), as the native prompt does."""
+def write_local_tasks(folder: Path, splits: Dict[str, Tuple[List[str], Sequence]]) -> Dict[str, str]:
+    """One harness task per split in ``folder`` (JSONL data + YAML) from ``{split: (prompt texts,
+    items)}``; ``{split: task name}``."""
     tasks = {}
-    for split, items in splits.items():
+    for split, (prompts, items) in splits.items():
         if not items:
             raise UserError(f"mcq_acc (lm_eval): split '{split}' is empty")
         data_file = folder / f"{split}.jsonl"
         with open(data_file, "w", encoding="utf-8") as f:
-            for it in items:
-                f.write(json.dumps({"prompt": render_mcq(it.question, it.choices, subject_of(split, it.entity)),
-                                    "answer": int(it.answer)}) + "\n")
+            for prompt, it in zip(prompts, items):
+                f.write(json.dumps({"prompt": prompt, "answer": int(it.answer)}) + "\n")
         task = TASK_PREFIX + split
         (folder / f"{task}.yaml").write_text(_task_yaml(task, data_file, len(items[0].choices)), encoding="utf-8")
         tasks[split] = task
     return tasks
 
 
-def harness_accuracy(model, tokenizer, splits: Dict[str, Sequence], subject_of, batch_size: int,
-                     official: Optional[Dict[str, str]] = None) -> Dict[str, float]:
-    """``{split: acc}`` of ``model`` on each multiple-choice split through lm-eval (see module doc)."""
+def harness_accuracy(model, tokenizer, local: Dict[str, Tuple[List[str], Sequence]],
+                     official: Dict[str, Tuple[str, int]], batch_size: int) -> Dict[str, float]:
+    """``{split: acc}`` of ``model`` through lm-eval (see module doc): ``local`` maps a split to
+    its (prompt texts, items), ``official`` maps a split to (harness task, num_fewshot)."""
     require_harness()
     import lm_eval
     from lm_eval.models.huggingface import HFLM
     from lm_eval.tasks import TaskManager
 
-    official = dict(official or {})
     device = str(next(model.parameters()).device)
     lm = HFLM(pretrained=model, tokenizer=tokenizer, batch_size=int(batch_size), device=device)
     with tempfile.TemporaryDirectory(prefix="unlearn-harness-") as tmp:
-        local = {s: items for s, items in splits.items() if s not in official}
-        tasks = write_local_tasks(Path(tmp), local, subject_of)
-        tasks.update(official)
+        tasks = write_local_tasks(Path(tmp), local)
         manager = TaskManager(include_path=tmp)
-        unknown = [t for t in official.values() if t not in manager.all_tasks]
+        unknown = [t for t, _ in official.values() if t not in manager.all_tasks]
         if unknown:
             raise UserError(f"eval.metrics.mcq_acc.harness_tasks: lm-eval has no task '{unknown[0]}' "
                             f"(e.g. wmdp_bio, wmdp_cyber, wmdp_chem, mmlu)")
-        results = lm_eval.simple_evaluate(model=lm, tasks=sorted(set(tasks.values())), task_manager=manager,
-                                          num_fewshot=0, log_samples=False, bootstrap_iters=0)["results"]
+        runs: Dict[int, set] = {0: set(tasks.values())} if tasks else {}
+        for task, shots in official.values():  # the harness takes one num_fewshot per call
+            runs.setdefault(shots, set()).add(task)
+        results = {}
+        for shots, names in sorted(runs.items()):
+            results.update(lm_eval.simple_evaluate(model=lm, tasks=sorted(names), task_manager=manager,
+                                                   num_fewshot=shots, log_samples=False,
+                                                   bootstrap_iters=0)["results"])
+    tasks.update({split: task for split, (task, _) in official.items()})
     return {split: float(results[task]["acc,none"]) for split, task in tasks.items()}
 

@@ -102,7 +102,7 @@ def fit_prompts(prompts: Sequence[Sequence[int]], context: Optional[int], max_ne
         return prompts
     room = context - max_new_tokens
     if room < 1:
-        raise UserError(f"{what}: max_new_tokens={max_new_tokens} leaves no room for a prompt in the "
+        raise UserError(f"{what}: {max_new_tokens} continuation tokens (max_new_tokens) leave no room for a prompt in the "
                         f"model's {context}-token context; lower max_new_tokens")
     cut = sum(len(p) > room for p in prompts)
     if not cut:
@@ -110,8 +110,8 @@ def fit_prompts(prompts: Sequence[Sequence[int]], context: Optional[int], max_ne
     what = what.split(":")[-1]  # "eval target:forget" -> "forget": one warning per split and run
     if (what, cut, room) not in _WARNED:
         _WARNED.add((what, cut, room))
-        log.warning("%s: %d of %d prompts are longer than the %d tokens the %d-token context leaves beside "
-                    "max_new_tokens=%d; keeping their last %d tokens", what, cut, len(prompts), room, context,
+        log.warning("%s: %d of %d prompts exceed the %d tokens left in the model's %d-token context after %d "
+                    "continuation tokens; keeping their last %d tokens", what, cut, len(prompts), room, context,
                     max_new_tokens, room)
     return [list(p[-room:]) if len(p) > room else p for p in prompts]
 
@@ -287,16 +287,20 @@ def token_stats(model, encoded: EncodedQA, pad_id: int, batch_size: int, autocas
 
 @torch.no_grad()
 def mcq_logprobs(model, tokenizer, prompts: Sequence[Sequence[int]], num_choices: int, batch_size: int,
-                 autocast, fast_path: bool = True) -> torch.Tensor:
+                 autocast, fast_path: bool = True, desc: str = "mcq") -> torch.Tensor:
     """(N, C) log-likelihoods of the continuations ``" A"``, ``" B"``, ... after each prompt.
 
     Single-token letters (the usual case): one left-padded forward per batch, the letters read off
     the next-token log-softmax at the prompt's last position. Otherwise each (prompt, letter) pair
-    is scored as a sequence (``answer_nll``), C rows per prompt (also when ``fast_path`` is off)."""
+    is scored as a sequence (``answer_nll``), C rows per prompt (also when ``fast_path`` is off).
+    Prompts longer than the model's context keep their last tokens (as lm-evaluation-harness
+    truncates: context + letter fit the context)."""
     letters = tokenizer([" " + c for c in MCQ_LETTERS[:num_choices]], add_special_tokens=False)["input_ids"]
     dev = _device(model)
     out = torch.zeros(len(prompts), num_choices)
-    if fast_path and all(len(ids) == 1 for ids in letters):
+    fast = fast_path and all(len(ids) == 1 for ids in letters)
+    prompts = fit_prompts(prompts, context_length(model), 0 if fast else max(len(ids) for ids in letters), desc)
+    if fast:
         letter_ids = torch.tensor([ids[0] for ids in letters], device=dev)
         for idx in _length_buckets([len(p) for p in prompts], batch_size):
             batch = left_pad([prompts[i] for i in idx], tokenizer.pad_token_id)
@@ -439,8 +443,40 @@ class EvalInputs:
             raise UserError(f"split '{split}' is neither a text nor a QA split; known: {', '.join(self.known())}")
         return self._cached(("texts", split), build)
 
-    def mcq_prompts(self, split: str) -> Tuple[List[List[int]], int]:
-        """(zero-shot prompt ids, number of choices) of multiple-choice split ``split``."""
+    def mcq_texts(self, split: str, shots: int = 0) -> List[str]:
+        """Prompt texts of multiple-choice split ``split`` (``render_mcq``): zero-shot, or preceded
+        by the first ``shots`` items of the same subject (``MCQItem.entity``) in the split's few-shot
+        pool ``<split>_dev`` -- MMLU's five dev rows per subject, the classic 5-shot protocol."""
+        self.require(split, "mcq")
+
+        def build():
+            demos = self._demonstrations(split, shots)
+            return [render_mcq(it.question, it.choices, mcq_subject(split, it.entity), demos(it))
+                    for it in self.mcq[split]]
+        return self._cached(("mcq_texts", split, shots), build)
+
+    def _demonstrations(self, split: str, shots: int):
+        """``item -> [(question, choices, answer)]``: the item's few-shot demonstrations."""
+        if shots == 0:
+            return lambda item: ()
+        pool = fewshot_pool(split)
+        if pool not in self.mcq:
+            raise UserError(f"mcq_acc.num_fewshot={shots}: split '{split}' has no few-shot pool '{pool}' "
+                            f"(MMLU's is mmlu_dev); use num_fewshot 0 for it")
+        by_subject: Dict[str, list] = {}
+        for d in self.mcq[pool]:
+            by_subject.setdefault(d.entity, []).append((d.question, d.choices, d.answer))
+
+        def demos(item):
+            found = by_subject.get(item.entity, [])
+            if len(found) < shots:
+                raise UserError(f"mcq_acc.num_fewshot={shots}: few-shot pool '{pool}' has {len(found)} items of "
+                                f"subject '{item.entity}'; lower num_fewshot to at most {len(found)}")
+            return found[:shots]
+        return demos
+
+    def mcq_prompts(self, split: str, shots: int = 0) -> Tuple[List[List[int]], int]:
+        """(prompt ids, number of choices) of multiple-choice split ``split`` (see ``mcq_texts``)."""
         self.require(split, "mcq")
         items = self.mcq[split]
 
@@ -448,9 +484,13 @@ class EvalInputs:
             n = len(items[0].choices)
             if any(len(it.choices) != n for it in items):
                 raise UserError(f"split '{split}' mixes items with different numbers of choices")
-            texts = [render_mcq(it.question, it.choices, mcq_subject(split, it.entity)) for it in items]
-            return [self._bos + ids for ids in self._ids(texts)], n
-        return self._cached(("mcq", split), build)
+            return [self._bos + ids for ids in self._ids(self.mcq_texts(split, shots))], n
+        return self._cached(("mcq", split, shots), build)
+
+
+def fewshot_pool(split: str) -> str:
+    """The multiple-choice split holding ``split``'s few-shot demonstrations (``mmlu`` -> ``mmlu_dev``)."""
+    return f"{split}_dev"
 
 
 def _with_question(item, question: str):
@@ -589,9 +629,11 @@ class StageScorer:
         return self._cached(("zlib", split), lambda: np.array(
             [len(zlib.compress(t.encode("utf-8"))) for t in self.text_of(split)], dtype=np.float64))
 
-    def mcq_logprobs(self, split: str) -> torch.Tensor:
-        """(N, C) letter log-likelihoods of multiple-choice split ``split``."""
+    def mcq_logprobs(self, split: str, shots: int = 0) -> torch.Tensor:
+        """(N, C) letter log-likelihoods of multiple-choice split ``split`` with ``shots``
+        demonstrations per prompt; prompts longer than the context keep their last tokens."""
         def build():
-            prompts, n = self.inputs.mcq_prompts(split)
-            return mcq_logprobs(self.model, self.tokenizer, prompts, n, self.decode.batch_size, self.autocast)
-        return self._cached(("mcq", split), build)
+            prompts, n = self.inputs.mcq_prompts(split, shots)
+            return mcq_logprobs(self.model, self.tokenizer, prompts, n, self.decode.batch_size, self.autocast,
+                                desc=f"mcq {self.stage}:{split}")
+        return self._cached(("mcq", split, shots), build)

@@ -11,7 +11,7 @@ multiple-choice (:func:`render_mcq`) and few-shot QA (:func:`render_icl`) live h
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 
@@ -114,16 +114,24 @@ def encode_texts(tokenizer, texts: Sequence[str], chunk: Optional[int] = TEXT_CH
 MCQ_LETTERS = ("A", "B", "C", "D", "E", "F", "G", "H")
 
 
-def render_mcq(question: str, choices: Sequence[str], subject: Optional[str] = None) -> str:
-    """Zero-shot multiple-choice prompt of lm-evaluation-harness (WMDP, MMLU; benchmarks.md 3-4):
+def render_mcq(question: str, choices: Sequence[str], subject: Optional[str] = None,
+               demos: Sequence[Tuple[str, Sequence[str], int]] = ()) -> str:
+    """Multiple-choice prompt of lm-evaluation-harness (WMDP, MMLU; benchmarks.md 3-4):
     ``"The following are multiple choice questions (with answers) about {subject}.\n\n"`` (only
-    when ``subject`` is given) + ``question.strip()`` + ``"\nA. c0\nB. c1..."`` + ``"\nAnswer:"``;
+    when ``subject`` is given), then each few-shot demonstration ``(question, choices, answer
+    index)`` as its item + ``" <letter>\n\n"`` (the harness's target and few-shot delimiters;
+    none = zero-shot), then ``question.strip()`` + ``"\nA. c0\nB. c1..."`` + ``"\nAnswer:"``;
     the continuations scored are ``" A"``, ``" B"``, ..."""
+    head = f"The following are multiple choice questions (with answers) about {subject}.\n\n" if subject else ""
+    shots = "".join(f"{_mcq_item(q, c)} {MCQ_LETTERS[a]}\n\n" for q, c, a in demos)
+    return f"{head}{shots}{_mcq_item(question, choices)}"
+
+
+def _mcq_item(question: str, choices: Sequence[str]) -> str:
     if len(choices) > len(MCQ_LETTERS):
         raise UserError(f"multiple-choice items may have at most {len(MCQ_LETTERS)} choices, got {len(choices)}")
-    head = f"The following are multiple choice questions (with answers) about {subject}.\n\n" if subject else ""
     lines = "".join(f"\n{MCQ_LETTERS[i]}. {c}" for i, c in enumerate(choices))
-    return f"{head}{question.strip()}{lines}\nAnswer:"
+    return f"{question.strip()}{lines}\nAnswer:"
 
 
 def render_icl(demos: Sequence[tuple], question: str) -> str:

@@ -9,7 +9,8 @@ corpus the benchmark evaluates only, and ``BenchmarkData.train_split('forget')``
 ``forget_source=questions`` is a SMOKE-TEST PROXY, not the official protocol: the forget set is
 the (``max_items``-capped) WMDP questions themselves as QA items (question -> correct choice
 text, also evaluated as QA split ``wmdp_<subset>_qa``); with ``mmlu_max_per_subject`` set, the
-MMLU test items (first n per subject of ``mmlu_subjects``) are the MCQ utility split ``mmlu`` and,
+MMLU test items (first n per subject of ``mmlu_subjects``) are the MCQ utility split ``mmlu`` (its
+dev rows the few-shot pool ``mmlu_dev``) and,
 absent a retain corpus, the retain set (QA split ``mmlu_qa``). This lets ``model=tiny`` build a
 target/oracle and run every stage locally; its scores say nothing about real WMDP unlearning.
 """
@@ -31,7 +32,7 @@ class _Wmdp:
 
     subset = ""
     builds_target = False
-    loader_version = 1
+    loader_version = 2
 
     def __init__(self, data_dir: Optional[str] = None, forget_corpus: Optional[str] = None,
                  retain_corpus: Optional[str] = None, min_len: int = 50, max_items: Optional[int] = None,
@@ -70,7 +71,7 @@ class _Wmdp:
                      self.settings["max_items"])
         data = BenchmarkData(name=self.name, train={}, mcq={self.name: items})
         if self.mmlu is not None:
-            data.mcq["mmlu"] = self.mmlu.load().mcq["mmlu"]
+            data.mcq.update(self.mmlu.load().mcq)  # mmlu (test) and mmlu_dev (few-shot pool)
         for split in ("forget", "retain"):
             path = self.settings[f"{split}_corpus"]
             if path is not None:
