@@ -101,6 +101,8 @@ def test_few_shot_settings_fail_with_one_line(mmlu_scorer):
         MCQAccuracy(num_fewshot=-1)
     with pytest.raises(UserError, match="few-shot pool 'mmlu_dev' has 5 items of subject 'astronomy'; lower"):
         mmlu_scorer.inputs.mcq_texts("mmlu", 6)
+    with pytest.raises(UserError, match="no multiple-choice split to evaluate .*splits: mmlu, mmlu_dev"):
+        MCQAccuracy(splits=[]).resolve(mmlu_scorer.inputs)
     metric = MCQAccuracy(splits=["mmlu"], num_fewshot={"wmdp_bio": 5})
     with pytest.raises(UserError, match="names split 'wmdp_bio', which is not evaluated; evaluated: mmlu"):
         metric.resolve(mmlu_scorer.inputs)

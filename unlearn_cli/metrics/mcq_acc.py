@@ -60,8 +60,9 @@ class MCQAccuracy:
         if self.splits is None:
             pools = {fewshot_pool(s) for s in inputs.mcq}
             self.splits = sorted(s for s in inputs.mcq if s not in pools)
-            if not self.splits:
-                raise UserError("eval.metrics.mcq_acc: this benchmark has no multiple-choice splits")
+        if not self.splits:
+            raise UserError("eval.metrics.mcq_acc: no multiple-choice split to evaluate (splits is empty or the "
+                            f"benchmark has none); multiple-choice splits: {', '.join(sorted(inputs.mcq)) or '(none)'}")
         for split in self.splits:
             inputs.require(split, "mcq")
         for split in self._shots:
@@ -70,7 +71,9 @@ class MCQAccuracy:
                                 f"evaluated: {', '.join(self.splits)}")
 
     def compute(self, scorer):
-        splits = self.splits or sorted(scorer.mcq)
+        if self.splits is None:
+            self.resolve(scorer.inputs)
+        splits = self.splits
         if self.backend == "lm_eval":
             from unlearn_cli.harness import harness_accuracy
             local = {s: (scorer.inputs.mcq_texts(s, self.shots(s)), scorer.mcq[s])
