@@ -32,7 +32,7 @@ import numpy as np
 import torch
 
 from unlearn_cli import progress
-from unlearn_cli.data.encoding import (EncodedQA, MCQ_LETTERS, encode_qa, encode_texts, left_pad, render_icl,
+from unlearn_cli.data.encoding import (IGNORE, EncodedQA, MCQ_LETTERS, encode_qa, encode_texts, left_pad, render_icl,
                                        render_mcq)
 from unlearn_cli.errors import UserError
 from unlearn_cli.losses import sequence_nll
@@ -102,8 +102,8 @@ def fit_prompts(prompts: Sequence[Sequence[int]], context: Optional[int], max_ne
         return prompts
     room = context - max_new_tokens
     if room < 1:
-        raise UserError(f"{what}: {max_new_tokens} continuation tokens (max_new_tokens) leave no room for a prompt in the "
-                        f"model's {context}-token context; lower max_new_tokens")
+        raise UserError(f"{what}: {max_new_tokens} continuation tokens (max_new_tokens) leave no room for a "
+                        f"prompt in the model's {context}-token context; lower max_new_tokens")
     cut = sum(len(p) > room for p in prompts)
     if not cut:
         return prompts
@@ -220,26 +220,22 @@ def shared_prefix_nll(model, prompts: Sequence[Sequence[int]], answers: Sequence
         with autocast():
             out = model(input_ids=batch["input_ids"].to(dev), attention_mask=prompt_mask,
                         position_ids=_positions(prompt_mask), use_cache=True)
-        first = torch.log_softmax(out.logits[:, -1].float(), dim=-1).repeat_interleave(m, dim=0)
+        last = out.logits[:, -1:].repeat_interleave(m, dim=0)  # predicts each continuation's first token
         cache = out.past_key_values
         cache.batch_repeat_interleave(m)
         rows = [list(a) for i in idx for a in answers[i]]
-        width = max(len(a) for a in rows)
-        ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for r, a in enumerate(rows):
-            ids[r, :len(a)] = torch.tensor(a)
-            mask[r, :len(a)] = 1
-        ids, mask = ids.to(dev), mask.to(dev)
+        cont = EncodedQA([[] for _ in rows], rows).batch(range(len(rows)), pad_id)  # right-padded, all supervised
+        ids, mask = cont["input_ids"].to(dev), cont["attention_mask"].to(dev)
         start = prompt_mask.sum(-1).repeat_interleave(m).unsqueeze(-1)
         with autocast():
             logits = model(input_ids=ids, attention_mask=torch.cat([prompt_mask.repeat_interleave(m, dim=0), mask], -1),
-                           position_ids=start + torch.arange(width, device=dev), past_key_values=cache,
+                           position_ids=start + torch.arange(ids.shape[1], device=dev), past_key_values=cache,
                            use_cache=False).logits
-        logp = torch.cat([first.unsqueeze(1), torch.log_softmax(logits[:, :-1].float(), dim=-1)], 1)
-        token_logp = logp.gather(-1, ids.unsqueeze(-1)).squeeze(-1) * mask
-        sums[idx] = -token_logp.sum(-1).view(len(idx), m).cpu()
-        counts[idx] = mask.sum(-1).view(len(idx), m).float().cpu()
+        # position 0 = the prompt's last logits; sequence_nll's shift then pairs logits t with token t
+        labels = torch.cat([torch.full((len(rows), 1), IGNORE), cont["labels"]], 1).to(dev)
+        s, c = sequence_nll(torch.cat([last, logits], 1), labels)
+        sums[idx] = s.float().view(len(idx), m).cpu()
+        counts[idx] = c.float().view(len(idx), m).cpu()
     return sums, counts
 
 
