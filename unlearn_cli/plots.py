@@ -12,11 +12,20 @@ MAIN = ("forget_qa_acc", "retain_qa_acc", "forget_quality", "model_utility", "fo
         "retain_rouge_l", "forget_answer_prob")
 
 
-def _pyplot():
+def pyplot():
+    """matplotlib.pyplot on the non-interactive Agg backend (no display needed)."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     return plt
+
+
+def save_figure(fig, path: Path, dpi: int = 100) -> Path:
+    """Tight layout, PNG at ``dpi``, figure closed."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=dpi)
+    pyplot().close(fig)
+    return path
 
 
 def _main_names(metrics: Dict[str, float]) -> List[str]:
@@ -38,7 +47,7 @@ def stage_bars(run_dir: Path, metrics: Dict[str, float]) -> Path | None:
         stage = key.split("/", 1)[0]
         if stage not in stages:
             stages.append(stage)
-    plt = _pyplot()
+    plt = pyplot()
     cols = min(4, len(names))
     rows = (len(names) + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(3.2 * cols, 2.6 * rows), squeeze=False)
@@ -50,11 +59,7 @@ def stage_bars(run_dir: Path, metrics: Dict[str, float]) -> Path | None:
         ax.tick_params(axis="y", labelsize=7)
     for ax in list(axes.flat)[len(names):]:
         ax.axis("off")
-    fig.tight_layout()
-    path = Path(run_dir) / "metrics_by_stage.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, Path(run_dir) / "metrics_by_stage.png")
 
 
 def leak_curves(run_dir: Path, artifacts: Dict[str, dict]) -> Path | None:
@@ -63,7 +68,7 @@ def leak_curves(run_dir: Path, artifacts: Dict[str, dict]) -> Path | None:
     splits = sorted({split for per_stage in curves.values() for split in per_stage})
     if not splits:
         return None
-    plt = _pyplot()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(splits), figsize=(4.5 * len(splits), 3.4), squeeze=False)
     for ax, split in zip(axes.flat, splits):
         for stage, per_stage in curves.items():
@@ -75,11 +80,7 @@ def leak_curves(run_dir: Path, artifacts: Dict[str, dict]) -> Path | None:
         ax.set_xlabel("k")
         ax.set_ylabel(f"{split} leak@k")
         ax.legend(fontsize=6)
-    fig.tight_layout()
-    path = Path(run_dir) / "leak_at_k.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    return save_figure(fig, Path(run_dir) / "leak_at_k.png")
 
 
 def save_all(run_dir: Path, metrics: Dict[str, float], artifacts: Dict[str, dict]) -> Dict[str, str]:

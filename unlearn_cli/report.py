@@ -17,6 +17,7 @@ from omegaconf import OmegaConf
 
 from unlearn_cli.errors import UserError
 from unlearn_cli.files import atomic_write_text
+from unlearn_cli.plots import pyplot, save_figure
 
 ID_COLUMNS = ("run", "benchmark", "method", "optimizer", "seed")
 
@@ -83,22 +84,12 @@ def pareto_front(points: List[tuple]) -> List[int]:
     return front
 
 
-def _pyplot():
-    """matplotlib.pyplot on the non-interactive Agg backend (no display needed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def _label(run: Dict) -> str:
     return f"{run['method']}/{run['optimizer']}/s{run['seed']}"
 
 
 def plot_pareto(runs: List[Dict], forget_key: str, utility_key: str, path: Path) -> Optional[Path]:
-    plt = _pyplot()
+    plt = pyplot()
     pts = [(r["metrics"][forget_key], r["metrics"][utility_key], r) for r in runs
            if forget_key in r["metrics"] and utility_key in r["metrics"]]
     if not pts:
@@ -117,21 +108,18 @@ def plot_pareto(runs: List[Dict], forget_key: str, utility_key: str, path: Path)
     ax.set_xlabel(f"{utility_key} (higher is better)")
     ax.set_ylabel(f"{forget_key} (lower is better)")
     ax.set_title("Forgetting vs utility")
-    return _save(plt, fig, ax, path)
+    return _save(fig, ax, path)
 
 
-def _save(plt, fig, ax, path: Path) -> Path:
+def _save(fig, ax, path: Path) -> Path:
     """Legend, layout, PNG at 120 dpi; the figure is closed."""
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=120)
 
 
 def plot_recovery(runs: List[Dict], forget_metric: str, path: Path) -> Optional[Path]:
     """Bars of ``<attack>/<forget_metric> - unlearned/<forget_metric>`` per run and attack."""
-    plt = _pyplot()
+    plt = pyplot()
     base_key = f"unlearned/{forget_metric}"
     attacks = sorted({k.split("/")[0] for r in runs for k in r["metrics"]} - {"target", "unlearned", "oracle"})
     rows = [r for r in runs if base_key in r["metrics"]]
@@ -147,7 +135,7 @@ def plot_recovery(runs: List[Dict], forget_metric: str, path: Path) -> Optional[
     ax.axhline(0, color="k", lw=0.8)
     ax.set_ylabel(f"{forget_metric}: attacked − unlearned")
     ax.set_title("Recovery of forgotten knowledge per attack")
-    return _save(plt, fig, ax, path)
+    return _save(fig, ax, path)
 
 
 def report(root: Path, forget_metric: str = "forget_qa_acc", utility_metric: str = "retain_qa_acc") -> Dict[str, Path]:
