@@ -35,6 +35,12 @@ def truth_ratios(scorer, split: str) -> np.ndarray:
     return scorer.exports[key]
 
 
+def greedy_requests(splits, view: str = "question", max_new_tokens: Optional[int] = None):
+    """``generation_requests()`` of a metric reading the greedy answers of ``splits`` under ``view``
+    (``StageScorer.prefetch`` pools them with every other metric's requests)."""
+    return [(split, view, max_new_tokens) for split in splits]
+
+
 def rouge_scores(scorer, split: str, stemmer: bool = True, view: str = "question",
                  max_new_tokens: Optional[int] = None):
     """(recall, F1) ROUGE-L arrays of the greedy answers of ``split`` against the gold answers."""

@@ -39,8 +39,7 @@ class KnowMem:
         self.max_new_tokens = int(max_new_tokens)
 
     def generation_requests(self):
-        """Greedy answers this metric reads (``StageScorer.prefetch`` pools them across splits)."""
-        return [(split, f"icl:{self.icl[split]}", self.max_new_tokens) for split in self.eval_splits]
+        return [(s, f"icl:{self.icl[s]}", self.max_new_tokens) for s in self.eval_splits]
 
     def compute(self, scorer):
         out = {}

@@ -5,7 +5,7 @@ from typing import List
 import numpy as np
 
 from unlearn_cli.metrics import _stats
-from unlearn_cli.metrics._common import rouge_scores, truth_ratios
+from unlearn_cli.metrics._common import greedy_requests, rouge_scores, truth_ratios
 from unlearn_cli.registry import METRICS
 
 
@@ -29,8 +29,7 @@ class ModelUtility:
         self.normalised = set(normalised_splits)
 
     def generation_requests(self):
-        """Greedy answers this metric reads (``StageScorer.prefetch`` pools them across splits)."""
-        return [(split, "question", None) for split in self.splits]
+        return greedy_requests(self.splits)
 
     def compute(self, scorer):
         values = []

@@ -5,7 +5,7 @@ from typing import List, Optional
 import numpy as np
 
 from unlearn_cli.errors import UserError
-from unlearn_cli.metrics._common import rouge_scores
+from unlearn_cli.metrics._common import greedy_requests, rouge_scores
 from unlearn_cli.metrics._entailment import entailed
 from unlearn_cli.registry import METRICS
 
@@ -33,8 +33,7 @@ class OpenQA:
         self.judge_model, self.threshold = judge_model, float(threshold)
 
     def generation_requests(self):
-        """Greedy answers this metric reads (``StageScorer.prefetch`` pools them across splits)."""
-        return [(split, "question", None) for split in self.splits]
+        return greedy_requests(self.splits)
 
     def compute(self, scorer):
         out = {}

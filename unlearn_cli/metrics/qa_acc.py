@@ -2,6 +2,7 @@
 
 from typing import List
 
+from unlearn_cli.metrics._common import greedy_requests
 from unlearn_cli.metrics._text import contains_value
 from unlearn_cli.registry import METRICS
 
@@ -22,8 +23,7 @@ class QAAccuracy:
         self.splits = list(splits)
 
     def generation_requests(self):
-        """Greedy answers this metric reads (``StageScorer.prefetch`` pools them across splits)."""
-        return [(split, "question", None) for split in self.splits]
+        return greedy_requests(self.splits)
 
     def compute(self, scorer):
         out = {}

@@ -3,7 +3,7 @@
 from typing import List, Literal
 
 from unlearn_cli.errors import UserError
-from unlearn_cli.metrics._common import rouge_scores
+from unlearn_cli.metrics._common import greedy_requests, rouge_scores
 from unlearn_cli.registry import METRICS
 
 
@@ -28,8 +28,7 @@ class RougeL:
         self.measure = measure
 
     def generation_requests(self):
-        """Greedy answers this metric reads (``StageScorer.prefetch`` pools them across splits)."""
-        return [(split, "question", None) for split in self.splits]
+        return greedy_requests(self.splits)
 
     def compute(self, scorer):
         out = {}

@@ -5,7 +5,7 @@ from typing import List
 import numpy as np
 
 from unlearn_cli.metrics import _stats
-from unlearn_cli.metrics._common import label
+from unlearn_cli.metrics._common import greedy_requests, label
 from unlearn_cli.registry import METRICS
 
 
@@ -26,8 +26,7 @@ class VerbMem:
         self.max_new_tokens = int(max_new_tokens)
 
     def generation_requests(self):
-        """Greedy continuations this metric reads (``StageScorer.prefetch`` pools them across splits)."""
-        return [(split, "raw", self.max_new_tokens) for split in self.splits]
+        return greedy_requests(self.splits, "raw", self.max_new_tokens)
 
     def compute(self, scorer):
         out = {}
