@@ -29,8 +29,8 @@ import torch
 
 from unlearn_cli import cli, components
 from unlearn_cli.data.tokenizer import train_bpe_tokenizer
-from unlearn_cli.models import build_tiny, device
-from unlearn_cli.scoring import EvalInputs, Sampling, StageScorer, generate
+from unlearn_cli.models.build import build_tiny, device
+from unlearn_cli.eval.scorer import EvalInputs, Sampling, StageScorer, generate
 
 SUITES = {
     "default": [],

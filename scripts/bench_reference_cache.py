@@ -27,9 +27,9 @@ from unlearn_cli.data.encoding import encode_qa
 from unlearn_cli.data.fictional import generate
 from unlearn_cli.data.tokenizer import train_bpe_tokenizer
 from unlearn_cli.methods.npo import NPO
-from unlearn_cli.models import ModelSpec, build_tiny, frozen_copy
-from unlearn_cli.reference import Reference
-from unlearn_cli.training import BatchStream, TrainSettings, train
+from unlearn_cli.models.build import ModelSpec, build_tiny, frozen_copy
+from unlearn_cli.train.reference import Reference
+from unlearn_cli.train.loop import BatchStream, TrainSettings, train
 
 TEMPLATE = "Question: {question}\nAnswer:"
 

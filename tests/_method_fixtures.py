@@ -11,9 +11,9 @@ import torch
 from unlearn_cli.data.encoding import encode_qa
 from unlearn_cli.data.fictional import generate
 from unlearn_cli.data.tokenizer import train_bpe_tokenizer
-from unlearn_cli.models import ModelSpec, build_tiny, frozen_copy
-from unlearn_cli.reference import Reference
-from unlearn_cli.training import BatchStream
+from unlearn_cli.models.build import ModelSpec, build_tiny, frozen_copy
+from unlearn_cli.train.reference import Reference
+from unlearn_cli.train.loop import BatchStream
 
 TEMPLATE = "Question: {question}\nAnswer:"
 SPEC = ModelSpec(hidden_size=64, num_layers=3, num_heads=4, intermediate_size=128)

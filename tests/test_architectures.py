@@ -4,14 +4,14 @@ each builds locally, trains, generates with left padding, and works with the hid
 import pytest
 import torch
 
-from unlearn_cli import hooks
+from unlearn_cli.models import layers as hooks
 from unlearn_cli.data.encoding import encode_qa, left_pad
 from unlearn_cli.data.fictional import generate
 from unlearn_cli.data.tokenizer import train_bpe_tokenizer
 from unlearn_cli.losses import mean_token_nll
 from unlearn_cli.methods.rmu import RMU
-from unlearn_cli.models import ModelSpec, build_tiny
-from unlearn_cli.reference import Reference
+from unlearn_cli.models.build import ModelSpec, build_tiny
+from unlearn_cli.train.reference import Reference
 
 
 @pytest.fixture(scope="module")
@@ -65,7 +65,7 @@ def test_prefix_shared_answer_scoring_equals_scoring_each_row(arch, data):
     """The KV-cache path of TOFU's perturbed answers (prompt once, M continuations) gives the
     same NLLs as M independent right-padded forwards, with prompts of different lengths."""
     from unlearn_cli.data.encoding import EncodedQA
-    from unlearn_cli.scoring import answer_nll, shared_prefix_nll
+    from unlearn_cli.eval.scorer import answer_nll, shared_prefix_nll
     import contextlib
     d, tok = data
     spec = ModelSpec(architecture=arch, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128)

@@ -13,9 +13,9 @@ from scipy import stats
 
 from _method_fixtures import TEMPLATE, data_and_tokenizer, tiny_model
 from unlearn_cli.data.encoding import encode_texts, render_mcq
-from unlearn_cli.metrics import _stats
+from unlearn_cli.eval import stats as _stats
 from unlearn_cli.metrics.forget_quality import ForgetQuality
-from unlearn_cli import scoring
+from unlearn_cli.eval import scorer as scoring
 from unlearn_cli.metrics.knowmem import KnowMem, cut
 from unlearn_cli.metrics.leak_at_k import LeakAtK
 from unlearn_cli.metrics.mcq_acc import MCQAccuracy
@@ -25,7 +25,7 @@ from unlearn_cli.metrics.qa_acc import QAAccuracy
 from unlearn_cli.metrics.rouge_l import RougeL
 from unlearn_cli.metrics.truth_ratio import TruthRatio
 from unlearn_cli.metrics.verbmem import VerbMem
-from unlearn_cli.scoring import DecodeSettings, EvalInputs, StageScorer, mcq_logprobs
+from unlearn_cli.eval.scorer import DecodeSettings, EvalInputs, StageScorer, mcq_logprobs
 
 NULL = contextlib.nullcontext
 
@@ -205,7 +205,7 @@ def test_leak_at_k_sampling_is_seeded_batched_and_monotone_in_k():
 
 
 def metric_sampling(metric):
-    from unlearn_cli.scoring import Sampling
+    from unlearn_cli.eval.scorer import Sampling
     return Sampling(metric.n, 1.0, 1.0, 0)
 
 

@@ -5,8 +5,8 @@ import contextlib
 import torch
 
 from _method_fixtures import encode, data_and_tokenizer, tiny_model
-from unlearn_cli.models import frozen_copy
-from unlearn_cli.reference import Reference
+from unlearn_cli.models.build import frozen_copy
+from unlearn_cli.train.reference import Reference
 
 
 def _reference(cache=True):

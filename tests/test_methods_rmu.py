@@ -1,10 +1,10 @@
-"""hooks.py, RMU, Adaptive RMU and representation rerouting on a tiny Llama."""
+"""models/layers.py, RMU, Adaptive RMU and representation rerouting on a tiny Llama."""
 
 import pytest
 import torch
 
 from _method_fixtures import Harness, changed, snapshot, tiny_model
-from unlearn_cli import hooks
+from unlearn_cli.models import layers as hooks
 from unlearn_cli.errors import UserError
 from unlearn_cli.losses import masked_mse
 from unlearn_cli.methods.adaptive_rmu import AdaptiveRMU

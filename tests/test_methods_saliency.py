@@ -6,7 +6,7 @@ import torch
 from _method_fixtures import Harness, snapshot
 from unlearn_cli.errors import UserError
 from unlearn_cli.methods.ga import GradientAscent
-from unlearn_cli.saliency import (SaliencyMask, accumulate_gradients, compute_mask, mask_from_scores,
+from unlearn_cli.train.plugins.salun import (SaliencyMask, accumulate_gradients, compute_mask, mask_from_scores,
                                   mask_gradients)
 
 

@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 from _method_fixtures import Harness
 from unlearn_cli.binding import bind
 from unlearn_cli.registry import METHODS
-from unlearn_cli.training import BatchStream, TrainSettings, train
+from unlearn_cli.train.loop import BatchStream, TrainSettings, train
 
 SMALL = {"rmu": {"layer": 1}, "adaptive_rmu": {"layer": 1}, "rr": {"layers": [1, 2], "trainable_layers": [1, 2]}}
 

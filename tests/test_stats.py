@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from unlearn_cli.metrics import _stats as st
+from unlearn_cli.eval import stats as _stats as st
 
 
 # --------------------------------------------------------------------------- leak@k

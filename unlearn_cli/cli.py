@@ -148,7 +148,7 @@ def _task(cfg) -> None:
 
 
 def _needs_launch(cfg) -> bool:
-    from unlearn_cli import distributed
+    from unlearn_cli.train import distributed
 
     return int(cfg.distributed.get("nproc_per_node", 1)) > 1 and not distributed.inside_launch()
 

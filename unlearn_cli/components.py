@@ -12,12 +12,12 @@ from typing import Any, Dict, List, Optional, Tuple
 from omegaconf import DictConfig
 
 from unlearn_cli.binding import bind, to_plain
-from unlearn_cli.distributed import DistributedSpec
+from unlearn_cli.train.distributed import DistributedSpec
 from unlearn_cli.errors import UserError, suggest
-from unlearn_cli.models import ModelSpec
+from unlearn_cli.models.build import ModelSpec
 from unlearn_cli.registry import ATTACKS, BENCHMARKS, LOGGERS, METHODS, METRICS, OPTIMIZERS, Registry
-from unlearn_cli.scoring import DecodeSettings
-from unlearn_cli.training import TrainSettings
+from unlearn_cli.eval.scorer import DecodeSettings
+from unlearn_cli.train.loop import TrainSettings
 
 STAGES = ("eval_target", "unlearn", "eval_unlearned", "attack", "eval_oracle")
 

@@ -20,18 +20,20 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from unlearn_cli import checkpoint, components, distributed, models, prepare, progress, rundir
+from unlearn_cli import components, progress, rundir
+from unlearn_cli.models import build as models
+from unlearn_cli.train import checkpoint, distributed, prepare
 from unlearn_cli.data.encoding import EncodedQA, encode_qa
 from unlearn_cli.errors import NonFiniteLossError, UserError
 from unlearn_cli.files import atomic_write_json, atomic_write_text, redact, replace_dir
 from unlearn_cli.provenance import Provenance
 from unlearn_cli.methods.ga import GradientAscent
-from unlearn_cli.reference import Reference
-from unlearn_cli.saliency import SaliencyMask, compute_mask
-from unlearn_cli.scoring import EvalInputs, StageScorer
+from unlearn_cli.train.reference import Reference
+from unlearn_cli.train.plugins.salun import SaliencyMask, compute_mask
+from unlearn_cli.eval.scorer import EvalInputs, StageScorer
 from unlearn_cli.summary import print_summary
 from unlearn_cli.loggers.none import NoLogger
-from unlearn_cli.training import BatchStream, autocast_factory, make_scheduler, total_steps, train
+from unlearn_cli.train.loop import BatchStream, autocast_factory, make_scheduler, total_steps, train
 
 log = logging.getLogger("unlearn_cli")
 

@@ -7,9 +7,9 @@ from typing import Optional
 import torch
 
 from unlearn_cli.errors import UserError
-from unlearn_cli.finetune import finetune
+from unlearn_cli.train.sft import finetune
 from unlearn_cli.registry import ATTACKS
-from unlearn_cli.training import TrainSettings
+from unlearn_cli.train.loop import TrainSettings
 
 
 @ATTACKS.register("relearn")

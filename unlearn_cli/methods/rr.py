@@ -4,7 +4,7 @@ from typing import List, Optional
 
 import torch
 
-from unlearn_cli import hooks
+from unlearn_cli.models import layers as hooks
 from unlearn_cli.errors import UserError
 from unlearn_cli.losses import masked_l2, relu_cosine
 from unlearn_cli.registry import METHODS

@@ -7,7 +7,7 @@ from typing import Optional
 
 import numpy as np
 
-from unlearn_cli.metrics import _stats
+from unlearn_cli.eval import stats as _stats
 from unlearn_cli.metrics._text import contains_value
 
 log = logging.getLogger("unlearn_cli")

@@ -1,6 +1,6 @@
 """TOFU forget quality."""
 
-from unlearn_cli.metrics import _stats
+from unlearn_cli.eval import stats as _stats
 from unlearn_cli.metrics._common import reference_value, truth_ratios
 from unlearn_cli.registry import METRICS
 

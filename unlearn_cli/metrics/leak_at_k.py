@@ -5,11 +5,11 @@ from typing import List, Literal, Optional
 import numpy as np
 
 from unlearn_cli.errors import UserError
-from unlearn_cli.metrics import _stats
+from unlearn_cli.eval import stats as _stats
 from unlearn_cli.metrics._common import leaks
 from unlearn_cli.metrics._entailment import entailed
 from unlearn_cli.registry import METRICS
-from unlearn_cli.scoring import Sampling, check_sampling
+from unlearn_cli.eval.scorer import Sampling, check_sampling
 
 
 @METRICS.register("leak_at_k")

@@ -5,7 +5,7 @@ from typing import Dict, List, Optional, Union
 from unlearn_cli.errors import UserError
 from unlearn_cli.metrics._common import label
 from unlearn_cli.registry import METRICS
-from unlearn_cli.scoring import fewshot_pool
+from unlearn_cli.eval.scorer import fewshot_pool
 
 
 @METRICS.register("mcq_acc")
@@ -40,7 +40,7 @@ class MCQAccuracy:
         if harness_tasks and backend != "lm_eval":
             raise UserError("eval.metrics.mcq_acc.harness_tasks needs backend=lm_eval")
         if backend == "lm_eval":
-            from unlearn_cli.harness import require_harness
+            from unlearn_cli.eval.harness import require_harness
             require_harness()
         shots = dict(num_fewshot) if isinstance(num_fewshot, dict) else {None: num_fewshot}
         for k in shots.values():
@@ -75,7 +75,7 @@ class MCQAccuracy:
             self.resolve(scorer.inputs)
         splits = self.splits
         if self.backend == "lm_eval":
-            from unlearn_cli.harness import harness_accuracy
+            from unlearn_cli.eval.harness import harness_accuracy
             local = {s: (scorer.inputs.mcq_texts(s, self.shots(s)), scorer.mcq[s])
                      for s in splits if s not in self.harness_tasks}
             official = {s: (self.harness_tasks[s], self.shots(s)) for s in splits if s in self.harness_tasks}

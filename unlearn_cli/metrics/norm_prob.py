@@ -2,7 +2,7 @@
 
 from typing import List
 
-from unlearn_cli.metrics import _stats
+from unlearn_cli.eval import stats as _stats
 from unlearn_cli.registry import METRICS
 
 

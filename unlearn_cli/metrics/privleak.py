@@ -3,7 +3,7 @@
 import logging
 from typing import Optional
 
-from unlearn_cli.metrics import _stats
+from unlearn_cli.eval import stats as _stats
 from unlearn_cli.metrics._common import label, reference_value
 from unlearn_cli.metrics.mia_auc import mia_scores
 from unlearn_cli.registry import METRICS

@@ -4,7 +4,7 @@ from typing import List
 
 import numpy as np
 
-from unlearn_cli.metrics import _stats
+from unlearn_cli.eval import stats as _stats
 from unlearn_cli.metrics._common import truth_ratios
 from unlearn_cli.registry import METRICS
 

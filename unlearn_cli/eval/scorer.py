@@ -36,7 +36,7 @@ from unlearn_cli.data.encoding import (IGNORE, EncodedQA, MCQ_LETTERS, encode_qa
                                        render_mcq)
 from unlearn_cli.errors import UserError
 from unlearn_cli.losses import sequence_nll
-from unlearn_cli.metrics._stats import logp_moments
+from unlearn_cli.eval.stats import logp_moments
 
 log = logging.getLogger("unlearn_cli")
 

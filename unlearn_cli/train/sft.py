@@ -6,7 +6,7 @@ from typing import Callable, Dict
 
 from unlearn_cli.data.encoding import EncodedQA
 from unlearn_cli.losses import mean_token_nll
-from unlearn_cli.training import BatchStream, TrainSettings, total_steps, train
+from unlearn_cli.train.loop import BatchStream, TrainSettings, total_steps, train
 
 
 def sft_loss(model, batch):

@@ -12,7 +12,7 @@ from typing import Dict, Iterator, Optional, Sequence
 
 import torch
 
-from unlearn_cli.distributed import unwrap
+from unlearn_cli.models.build import unwrap
 from unlearn_cli.errors import UserError
 
 

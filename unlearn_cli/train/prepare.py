@@ -19,11 +19,11 @@ from typing import Callable, Dict
 
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
-from unlearn_cli import models
+from unlearn_cli.models import build as models
 from unlearn_cli.data.encoding import encode_qa
 from unlearn_cli.data.tokenizer import train_bpe_tokenizer
 from unlearn_cli.files import atomic_write_json, publish_dir, stable_hash
-from unlearn_cli.finetune import finetune
+from unlearn_cli.train.sft import finetune
 
 RECIPE_VERSION = 1
 TOKENIZER_VERSION = 2  # 2: encoding with add_special_tokens=True prepends <bos>, as Llama's does

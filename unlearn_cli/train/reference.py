@@ -17,7 +17,7 @@ from typing import Dict, Optional, Sequence
 
 import torch
 
-from unlearn_cli import hooks
+from unlearn_cli.models import layers as hooks
 from unlearn_cli.losses import sequence_nll
 
 

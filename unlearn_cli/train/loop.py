@@ -16,7 +16,8 @@ from typing import Callable, Dict, Iterator, Literal, Optional
 
 import torch
 
-from unlearn_cli import distributed, progress
+from unlearn_cli import progress
+from unlearn_cli.train import distributed
 from unlearn_cli.data.encoding import EncodedQA
 from unlearn_cli.errors import NonFiniteLossError
 

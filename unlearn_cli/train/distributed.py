@@ -21,6 +21,7 @@ import torch
 import torch.distributed as dist
 
 from unlearn_cli.errors import UserError
+from unlearn_cli.models.build import unwrap  # noqa: F401 - re-exported for the loop and checkpoints
 
 
 @dataclass
@@ -76,15 +77,6 @@ def barrier() -> None:
 def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
-
-
-def unwrap(model):
-    """The HF model inside a DDP / DeepSpeed wrapper."""
-    from transformers import PreTrainedModel
-
-    while not isinstance(model, PreTrainedModel) and isinstance(getattr(model, "module", None), torch.nn.Module):
-        model = model.module
-    return model
 
 
 def deepspeed_config(spec: DistributedSpec, settings, micro_batch: int) -> dict:

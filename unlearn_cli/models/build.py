@@ -111,3 +111,12 @@ def frozen_copy(model):
     for p in ref.parameters():
         p.requires_grad_(False)
     return ref
+
+
+def unwrap(model):
+    """The HF model inside a DDP / DeepSpeed wrapper."""
+    from transformers import PreTrainedModel
+
+    while not isinstance(model, PreTrainedModel) and isinstance(getattr(model, "module", None), torch.nn.Module):
+        model = model.module
+    return model
