@@ -30,7 +30,9 @@ import torch
 from unlearn_cli import cli, components
 from unlearn_cli.data.tokenizer import train_bpe_tokenizer
 from unlearn_cli.models.build import build_tiny, device
-from unlearn_cli.eval.scorer import EvalInputs, Sampling, StageScorer, generate
+from unlearn_cli.eval.decode import Sampling, generate
+from unlearn_cli.eval.inputs import EvalInputs
+from unlearn_cli.eval.scorer import StageScorer
 
 SUITES = {
     "default": [],
@@ -52,7 +54,7 @@ def compose(overrides):
 def setup(suite: str, dev):
     """(metrics, decode settings, inputs factory, model, tokenizer) of ``suite`` on its benchmark."""
     cfg = compose(SUITES[suite])
-    c = components.build(cfg)
+    c = components.build(cfg).components
     data = c.benchmark.load()
     tok = train_bpe_tokenizer(data.corpus, c.model.vocab_size)
     torch.manual_seed(0)
@@ -60,28 +62,27 @@ def setup(suite: str, dev):
 
     def inputs():
         made = EvalInputs(tok, c.model.prompt_template, data.qa, data.mcq, data.texts, c.decode.max_text_tokens)
-        for metric in c.metrics:
-            if hasattr(metric, "resolve"):
-                metric.resolve(made)
+        for metric in c.metrics.values():
+            metric.resolve(made)
         return made
-    return c.metrics, c.decode, inputs, model, tok
+    return list(c.metrics.values()), c.decode, inputs, model, tok
 
 
 def time_suite(suite: str, dev, repeat: int) -> None:
     metrics, decode, inputs, model, _ = setup(suite, dev)
     null = contextlib.nullcontext
-    ref = {"is_reference": True}  # the oracle stage: forget quality / privleak compare with themselves
-    metrics[0].compute(StageScorer(model, inputs(), decode, null, "warm", ref))  # allocator, kernels
+    stage = "oracle"  # the oracle stage: forget quality / privleak compare with themselves
+    metrics[0].compute(StageScorer(model, inputs(), decode, null, stage))  # allocator, kernels
 
     def shared():
-        scorer = StageScorer(model, inputs(), decode, null, "shared", ref)
+        scorer = StageScorer(model, inputs(), decode, null, stage)
         scorer.prefetch(metrics)
         return {k: v for m in metrics for k, v in m.compute(scorer).items()}
 
     def separate(pool: bool):
         values = {}
         for m in metrics:
-            alone = StageScorer(model, inputs(), decode, null, "separate", ref)
+            alone = StageScorer(model, inputs(), decode, null, stage)
             if pool:
                 alone.prefetch([m])  # the metric's own splits pooled, as the shared core pools all
             values.update(m.compute(alone))

@@ -29,7 +29,9 @@ from unlearn_cli.data.tokenizer import train_bpe_tokenizer
 from unlearn_cli.methods.npo import NPO
 from unlearn_cli.models.build import ModelSpec, build_tiny, frozen_copy
 from unlearn_cli.train.reference import Reference
-from unlearn_cli.train.loop import BatchStream, TrainSettings, train
+from unlearn_cli.train.batches import BatchStream
+from unlearn_cli.train.loop import train
+from unlearn_cli.train.settings import TrainSettings
 
 TEMPLATE = "Question: {question}\nAnswer:"
 

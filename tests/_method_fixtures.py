@@ -1,9 +1,9 @@
-"""Shared helpers for the method tests: a tiny Llama on the fictional benchmark, and a harness that
-mirrors ``Run._unlearn`` (extra splits, reference caching, setup, aligned batch stream)."""
+"""Shared helpers for the method tests: a tiny Llama on the fictional benchmark, and a harness built by
+``train.unlearn.build`` -- the very setup the pipeline uses (extra splits, reference caching, method and
+plug-in setup, aligned batch stream, optimizer) -- stepping through the loop's ``StepClosure``."""
 
 from __future__ import annotations
 
-import contextlib
 import functools
 
 import torch
@@ -11,12 +11,15 @@ import torch
 from unlearn_cli.data.encoding import encode_qa
 from unlearn_cli.data.fictional import generate
 from unlearn_cli.data.tokenizer import train_bpe_tokenizer
-from unlearn_cli.models.build import ModelSpec, build_tiny, frozen_copy
-from unlearn_cli.train.reference import Reference
-from unlearn_cli.train.loop import BatchStream
+from unlearn_cli.models.build import ModelSpec, build_tiny
+from unlearn_cli.optimizers.adamw import AdamW
+from unlearn_cli.train import unlearn
+from unlearn_cli.train.loop import StepClosure, sum_terms
+from unlearn_cli.train.settings import TrainSettings
 
 TEMPLATE = "Question: {question}\nAnswer:"
 SPEC = ModelSpec(hidden_size=64, num_layers=3, num_heads=4, intermediate_size=128)
+CPU = torch.device("cpu")
 
 
 @functools.lru_cache(maxsize=None)
@@ -36,46 +39,49 @@ def encode(items, answers=None):
 
 
 class Harness:
-    """Everything ``Run._unlearn`` builds for a method, minus the training loop's extras."""
+    """``train.unlearn.build`` for a method on the tiny model (fp32, no clipping, AdamW with torch's
+    default weight decay 0.01) and single steps through ``StepClosure``."""
 
     def __init__(self, method, model=None, cache: bool = True, batch_size: int = 4, seed: int = 0,
-                 lr: float = 1e-3):
+                 lr: float = 1e-3, plugins=None, optimizer=None, max_grad_norm=None):
         torch.manual_seed(seed)
         data, tok = data_and_tokenizer()
         self.method = method
         self.model = model if model is not None else tiny_model()
         self.pad_id = tok.pad_token_id
-        self.splits = {"forget": encode(data.train["forget"])}
-        sizes = {"forget": batch_size}
-        if method.needs_retain:
-            self.splits["retain"] = encode(data.train["retain"])
-            sizes["retain"] = batch_size
-        extra = method.extra_splits(data.train, encode) if hasattr(method, "extra_splits") else {}
-        self.splits.update(extra)
-        self.reference = None
-        if method.needs_reference:
-            self.reference = Reference(frozen_copy(self.model), self.pad_id, cache=cache,
-                                       autocast=contextlib.nullcontext)
-            for split in getattr(method, "reference_splits", ("forget",)):
-                self.reference.precompute(split, self.splits[split])
-        if hasattr(method, "setup"):
-            method.setup(self.model, self.reference)
-        self.stream = iter(BatchStream(self.splits, sizes, self.pad_id, seed, aligned={k: "forget" for k in extra}))
-        self.optimizer = torch.optim.AdamW([p for p in self.model.parameters() if p.requires_grad], lr=lr)
+        self.settings = TrainSettings(lr=lr, steps=1000, batch_size=batch_size, retain_batch_size=batch_size,
+                                      precision="fp32", max_grad_norm=max_grad_norm)
+        train_encoded = {k: encode(v) for k, v in data.train.items()}
+        self.u = unlearn.build(self.model, method, data.train, train_encoded, encode, self.settings,
+                               optimizer or AdamW(weight_decay=0.01), plugins or {}, seed=seed,
+                               pad_id=self.pad_id, device=CPU, cache_reference=cache)
+        self.splits, self.reference, self.optimizer = self.u.splits, self.u.reference, self.u.optimizer
+        self.stream = iter(self.u.stream)
+        self.steps = 0
 
     def batch(self):
         return next(self.stream)
 
+    def objective(self, batch):
+        """The method's (and plug-ins') summed terms on ``batch``, without touching the method's state."""
+        state = self.method.state_dict()
+        terms, _ = self.u.objective(self.model, batch)
+        self.method.load_state_dict(state)
+        return sum_terms(terms)
+
     def step(self, batch=None, after_step=None):
+        """One optimizer step on ``batch`` (the stream's next batch by default): ``(loss, logs)``."""
         batch = batch if batch is not None else self.batch()
         self.model.train()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss, logs = self.method.loss(self.model, batch, self.reference)
-        loss.backward()
-        self.optimizer.step()
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        closure = StepClosure(self.model, self.u.objective, [batch], self.settings, params, stage="test",
+                              step=self.steps, device=CPU)
+        loss = self.optimizer.step(closure)
+        self.u.after_step(self.steps)
         if after_step is not None:
             after_step()
-        return float(loss.detach()), logs
+        self.steps += 1
+        return float(loss), closure.logs
 
     def run(self, steps: int, **kw):
         return [self.step(**kw) for _ in range(steps)]
@@ -96,7 +102,6 @@ def changed(model, before):
 
 @torch.no_grad()
 def mean_nll(model, batch):
-    from unlearn_cli.losses import mean_token_nll
+    from unlearn_cli.models.forward import answer_forward
     model.eval()
-    return float(mean_token_nll(model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits,
-                                batch["labels"]))
+    return float(answer_forward(model, batch).mean_nll())

@@ -1,16 +1,17 @@
 """Tiny stand-ins of the three decoder families the real-model presets use (Llama, Mistral, Qwen2):
-each builds locally, trains, generates with left padding, and works with the hidden-state hooks."""
+each builds locally, trains, generates with left padding, and works with the hidden-state layers."""
 
 import pytest
 import torch
 
-from unlearn_cli.models import layers as hooks
+from unlearn_cli.models import layers
 from unlearn_cli.data.encoding import encode_qa, left_pad
 from unlearn_cli.data.fictional import generate
 from unlearn_cli.data.tokenizer import train_bpe_tokenizer
 from unlearn_cli.losses import mean_token_nll
 from unlearn_cli.methods.rmu import RMU
 from unlearn_cli.models.build import ModelSpec, build_tiny
+from unlearn_cli.train.loop import sum_terms
 from unlearn_cli.train.reference import Reference
 
 
@@ -27,7 +28,7 @@ def test_tiny_stand_in_builds_trains_generates_and_hooks(arch, cls, data):
     spec = ModelSpec(architecture=arch, hidden_size=64, num_layers=3, num_heads=4, num_kv_heads=2, intermediate_size=128)
     torch.manual_seed(0)
     model = build_tiny(spec, len(tok), tok, seed=0)
-    assert type(model).__name__ == cls and len(hooks.decoder_layers(model)) == 3
+    assert type(model).__name__ == cls and len(layers.decoder_layers(model)) == 3
     enc = encode_qa(tok, d.train["forget"][:8], spec.prompt_template)
     batch = enc.batch(range(8), tok.pad_token_id)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
@@ -53,8 +54,8 @@ def test_tiny_stand_in_builds_trains_generates_and_hooks(arch, cls, data):
     rmu.setup(model, ref)
     before = {n: p.detach().clone() for n, p in model.named_parameters()}
     opt = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
-    loss, _ = rmu.loss(model, {"forget": batch, "retain": retain}, ref)
-    loss.backward()
+    terms, _ = rmu.loss(model, {"forget": batch, "retain": retain}, ref)
+    sum_terms(terms).backward()
     opt.step()
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     assert changed == {"model.layers.1.mlp.down_proj.weight"}
@@ -65,7 +66,7 @@ def test_prefix_shared_answer_scoring_equals_scoring_each_row(arch, data):
     """The KV-cache path of TOFU's perturbed answers (prompt once, M continuations) gives the
     same NLLs as M independent right-padded forwards, with prompts of different lengths."""
     from unlearn_cli.data.encoding import EncodedQA
-    from unlearn_cli.eval.scorer import answer_nll, shared_prefix_nll
+    from unlearn_cli.eval.ops import answer_nll, shared_prefix_nll
     import contextlib
     d, tok = data
     spec = ModelSpec(architecture=arch, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2, intermediate_size=128)

@@ -12,7 +12,7 @@ from unlearn_cli.registry import ALL
 
 CONF = conf_dir()
 REGISTRY_GROUPS = {"method": "method", "optimizer": "optimizer", "attack": "attack", "logger": "logger",
-                   "benchmark": "benchmark"}
+                   "benchmark": "benchmark", "plugin": "plugin"}
 
 
 def _options(group):
@@ -30,10 +30,12 @@ POINTS = [(g, o) for g in GROUPS for o in _options(g)]
 
 @pytest.mark.parametrize("group,option", POINTS, ids=[f"{g}={o}" for g, o in POINTS])
 def test_group_option_composes_and_binds(group, option):
-    cfg = _compose([f"{group}={option}"])
-    built = components.build(cfg)
+    cfg = _compose([f"{group}=[{option}]" if group in ("attack", "plugin") else f"{group}={option}"])
+    built = components.build(cfg).components
     assert built.method is not None and built.metrics
-    if group in REGISTRY_GROUPS and group != "attack":
+    if group == "plugin":
+        assert list(built.plugins) == [option] and built.plugins[option].registry_name == option
+    if group in REGISTRY_GROUPS and group not in ("attack", "plugin"):
         section = cfg.benchmark if group == "benchmark" else cfg[group]
         assert section.name == option, f"{group}/{option}.yaml must have name: {option}"
 

@@ -13,9 +13,9 @@ from scipy import stats
 
 from _method_fixtures import TEMPLATE, data_and_tokenizer, tiny_model
 from unlearn_cli.data.encoding import encode_texts, render_mcq
+from unlearn_cli.eval import scorer as scoring
 from unlearn_cli.eval import stats as _stats
 from unlearn_cli.metrics.forget_quality import ForgetQuality
-from unlearn_cli.eval import scorer as scoring
 from unlearn_cli.metrics.knowmem import KnowMem, cut
 from unlearn_cli.metrics.leak_at_k import LeakAtK
 from unlearn_cli.metrics.mcq_acc import MCQAccuracy
@@ -25,17 +25,32 @@ from unlearn_cli.metrics.qa_acc import QAAccuracy
 from unlearn_cli.metrics.rouge_l import RougeL
 from unlearn_cli.metrics.truth_ratio import TruthRatio
 from unlearn_cli.metrics.verbmem import VerbMem
-from unlearn_cli.eval.scorer import DecodeSettings, EvalInputs, StageScorer, mcq_logprobs
+from unlearn_cli.eval.decode import DecodeSettings
+from unlearn_cli.eval.inputs import EvalInputs
+from unlearn_cli.eval.ops import mcq_logprobs
+from unlearn_cli.eval.scorer import Baselines, StageScorer
 
 NULL = contextlib.nullcontext
 
 
-def make_scorer(batch_size=7, stage="target", reference=None, model=None, **decode):
+def make_inputs():
     data, tok = data_and_tokenizer()
-    inputs = EvalInputs(tok, TEMPLATE, {k: v[:12] for k, v in data.qa.items()}, data.mcq, data.texts)
+    return EvalInputs(tok, TEMPLATE, {k: v[:12] for k, v in data.qa.items()}, data.mcq, data.texts)
+
+
+def make_scorer(batch_size=7, stage="target", baselines=None, model=None, **decode):
     torch.manual_seed(0)
     model = model or tiny_model().eval()
-    return StageScorer(model, inputs, DecodeSettings(batch_size=batch_size, **decode), NULL, stage, reference)
+    return StageScorer(model, make_inputs(), DecodeSettings(batch_size=batch_size, **decode), NULL, stage, baselines)
+
+
+def oracle_baselines(memo: dict) -> Baselines:
+    """Baselines whose (frozen) oracle stage memoised exactly ``memo``."""
+    oracle = StageScorer(None, make_inputs(), DecodeSettings(), NULL, "oracle")
+    oracle._memo.update(memo)
+    baselines = Baselines()
+    baselines.add(oracle)
+    return baselines
 
 
 @torch.no_grad()
@@ -128,19 +143,19 @@ def test_paraphrased_answer_request_on_a_split_without_paraphrases_reuses_the_go
     assert scorer.answer_nll("retain", "paraphrased_answer") is scorer.answer_nll("retain")
 
 
-class KnownNLLs:
-    """A scorer stand-in with fixed length-normalised NLLs (2 items, 2 perturbed answers)."""
+class KnownNLLs(StageScorer):
+    """A scorer whose answer NLLs are fixed (2 items, 2 perturbed answers): the real truth-ratio code on top."""
 
-    def __init__(self, stage="unlearned", reference=None):
-        self.stage, self.reference, self.exports = stage, dict(reference or {}), {}
+    def __init__(self, stage="unlearned", baselines=None):
+        super().__init__(None, make_inputs(), DecodeSettings(), NULL, stage, baselines)
         self.base = np.array([1.0, 3.0])
         self.pert = torch.tensor([[2.0, 4.0], [1.0, 1.0]], dtype=torch.float64)
 
-    def mean_nll(self, split, field="answer"):
+    def mean_nll(self, split, field="answer", view="question"):
         assert field == "paraphrased_answer"
         return self.base
 
-    def answer_nll(self, split, field="answer"):
+    def answer_nll(self, split, field="answer", view="question"):
         assert field == "perturbed"
         return self.pert * 2, torch.full_like(self.pert, 2.0)  # summed over 2 tokens each
 
@@ -153,14 +168,22 @@ def test_truth_ratio_from_known_nlls():
 
 
 def test_forget_quality_compares_with_the_oracle_and_is_omitted_without_one(caplog):
-    oracle = KnownNLLs(stage="oracle", reference={"is_reference": True})
-    assert ForgetQuality().compute(oracle) == {"forget_quality": 1.0}
-    ref = {"truth_ratio/forget": np.array([5.0, 6.0, 7.0])}
-    got = ForgetQuality().compute(KnownNLLs(reference=ref))["forget_quality"]
-    assert got == pytest.approx(stats.ks_2samp(np.exp([-2.0, 2.0]), ref["truth_ratio/forget"]).pvalue)
+    assert ForgetQuality().compute(KnownNLLs(stage="oracle")) == {"forget_quality": 1.0}  # the oracle vs itself
+    ref = np.array([5.0, 6.0, 7.0])
+    got = ForgetQuality().compute(KnownNLLs(baselines=oracle_baselines({("truth_ratio", "forget"): ref})))
+    assert got["forget_quality"] == pytest.approx(stats.ks_2samp(np.exp([-2.0, 2.0]), ref).pvalue)
     with caplog.at_level(logging.WARNING, logger="unlearn_cli"):
         assert ForgetQuality().compute(KnownNLLs()) == {}
     assert "forget_quality" in caplog.text and "omitted" in caplog.text
+
+
+def test_a_frozen_baseline_refuses_what_its_stage_did_not_compute():
+    baselines = oracle_baselines({})
+    with pytest.raises(RuntimeError, match="baseline stage 'oracle' did not compute"):
+        baselines.get("oracle").truth_ratios("forget")
+    assert baselines.get("target") is None
+    with pytest.raises(ValueError, match="unknown baseline"):
+        baselines.get("retrained")
 
 
 def test_privleak_uses_the_oracle_auc_else_the_constant():
@@ -169,13 +192,14 @@ def test_privleak_uses_the_oracle_auc_else_the_constant():
     out = PrivLeak(reference_auc=0.4772).compute(scorer)
     assert 0 <= out["forget_privleak_auc"] <= 1
     assert out["forget_privleak"] == pytest.approx((out["forget_privleak_auc"] - 0.4772) / 0.4772 * 100)
-    key = next(k for k in scorer.exports if k.startswith("privleak_auc/"))
-    other = make_scorer(batch_size=4, reference={key: 0.25})
+    key = ("mia_auc", "privleak_forget", "privleak_holdout", "min_k", 0.4)
+    assert scorer._memo[key] == out["forget_privleak_auc"]  # the typed accessor's memo entry
+    other = make_scorer(batch_size=4, baselines=oracle_baselines({key: 0.25}))
     other.inputs.texts.update(scorer.inputs.texts)
     assert other.inputs is not scorer.inputs
     assert PrivLeak(reference_auc=0.4772).compute(other)["forget_privleak"] == \
         pytest.approx((out["forget_privleak_auc"] - 0.25) / 0.25 * 100)
-    degenerate = make_scorer(batch_size=4, reference={key: 0.0})  # oracle ranked every member first
+    degenerate = make_scorer(batch_size=4, baselines=oracle_baselines({key: 0.0}))  # oracle ranked members first
     degenerate.inputs.texts.update(scorer.inputs.texts)
     assert set(PrivLeak().compute(degenerate)) == {"forget_privleak_auc"}
 
@@ -205,7 +229,7 @@ def test_leak_at_k_sampling_is_seeded_batched_and_monotone_in_k():
 
 
 def metric_sampling(metric):
-    from unlearn_cli.eval.scorer import Sampling
+    from unlearn_cli.eval.decode import Sampling
     return Sampling(metric.n, 1.0, 1.0, 0)
 
 

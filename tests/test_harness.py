@@ -16,7 +16,9 @@ from unlearn_cli.data.tokenizer import train_bpe_tokenizer
 from unlearn_cli.errors import UserError
 from unlearn_cli.metrics.mcq_acc import MCQAccuracy
 from unlearn_cli.models.build import build_tiny
-from unlearn_cli.eval.scorer import DecodeSettings, EvalInputs, StageScorer
+from unlearn_cli.eval.decode import DecodeSettings
+from unlearn_cli.eval.inputs import EvalInputs
+from unlearn_cli.eval.scorer import StageScorer
 
 
 def scorer_with_wmdp_named_split():

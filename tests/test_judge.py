@@ -13,10 +13,13 @@ from transformers import LlamaConfig, LlamaForSequenceClassification
 
 from _method_fixtures import TEMPLATE, data_and_tokenizer, tiny_model
 from unlearn_cli.errors import UserError
-from unlearn_cli.metrics import _entailment, _stats
+from unlearn_cli.eval import stats as _stats
+from unlearn_cli.metrics import _entailment
 from unlearn_cli.metrics.leak_at_k import LeakAtK
 from unlearn_cli.metrics.open_qa import OpenQA
-from unlearn_cli.eval.scorer import DecodeSettings, EvalInputs, StageScorer
+from unlearn_cli.eval.decode import DecodeSettings
+from unlearn_cli.eval.inputs import EvalInputs
+from unlearn_cli.eval.scorer import StageScorer
 
 LABELS = {0: "ENTAILMENT", 1: "NEUTRAL", 2: "CONTRADICTION"}
 
@@ -63,7 +66,7 @@ def test_open_qa_is_the_rouge_gate_without_a_judge_and_gate_and_entailment_with_
 
 
 def test_leak_at_k_nli_counts_the_samples_the_judge_confirms(tmp_path):
-    from unlearn_cli.eval.scorer import Sampling
+    from unlearn_cli.eval.decode import Sampling
     path = save_classifier(tmp_path / "nli")
     s = scorer(n_items=4)
     samples = s.samples("forget", Sampling(4))  # memoised: the metric below reuses these samples

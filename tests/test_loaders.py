@@ -18,7 +18,7 @@ from unlearn_cli.data.benchmarks.tofu import Tofu
 from unlearn_cli.data.benchmarks.wmdp import WmdpBio, WmdpCyber
 from unlearn_cli.errors import UserError
 from unlearn_cli.registry import BENCHMARKS
-from unlearn_cli.train.loop import TrainSettings
+from unlearn_cli.train.settings import TrainSettings
 
 REPO = Path(__file__).resolve().parents[1]
 

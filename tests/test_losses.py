@@ -98,26 +98,30 @@ class CachedReference:
 
 
 def test_ga_and_graddiff_losses():
-    loss, _ = GradientAscent().loss(MODEL, {"forget": FORGET})
-    assert float(loss) == pytest.approx(-sum(SEQ) / 3, rel=1e-6)
-    loss, _ = GradDiff(forget_weight=1.0, retain_weight=0.5).loss(MODEL, {"forget": FORGET, "retain": RETAIN})
-    assert float(loss) == pytest.approx(-sum(SEQ) / 3 + 0.5 * RETAIN_NLL, rel=1e-6)
+    terms, _ = GradientAscent().loss(MODEL, {"forget": FORGET})
+    assert set(terms) == {"forget"} and float(terms["forget"]) == pytest.approx(-sum(SEQ) / 3, rel=1e-6)
+    terms, _ = GradDiff(forget_weight=1.0, retain_weight=0.5).loss(MODEL, {"forget": FORGET, "retain": RETAIN})
+    assert float(terms["forget"]) == pytest.approx(-sum(SEQ) / 3, rel=1e-6)
+    assert float(terms["retain"]) == pytest.approx(0.5 * RETAIN_NLL, rel=1e-6)
+    assert not GradDiff(retain_weight=0.0).needs_retain  # lambda = 0 is plain GA: no retain batch
 
 
 def test_npo_method_uses_summed_nll_and_cached_reference():
     beta = 0.1
     r = [SEQ[0] - 1.0, SEQ[1] - 0.5]
     forget = (2 / beta) * sum(math.log(1 + math.exp(-beta * x)) for x in r) / 2
-    loss, _ = NPO(beta=beta, retain_weight=2.0).loss(MODEL, {"forget": FORGET, "retain": RETAIN}, CachedReference())
-    assert float(loss) == pytest.approx(forget + 2.0 * RETAIN_NLL, rel=1e-6)
-    loss, _ = NPO(beta=beta, retain_weight=0.0).loss(MODEL, {"forget": FORGET}, CachedReference())
-    assert float(loss) == pytest.approx(forget, rel=1e-6)
+    terms, _ = NPO(beta=beta, retain_weight=2.0).loss(MODEL, {"forget": FORGET, "retain": RETAIN}, CachedReference())
+    assert float(terms["forget"]) == pytest.approx(forget, rel=1e-6)
+    assert float(terms["retain"]) == pytest.approx(2.0 * RETAIN_NLL, rel=1e-6)
+    terms, _ = NPO(beta=beta, retain_weight=0.0).loss(MODEL, {"forget": FORGET}, CachedReference())
+    assert set(terms) == {"forget"} and float(terms["forget"]) == pytest.approx(forget, rel=1e-6)
 
 
 def test_simnpo_method_is_length_normalised():
     beta, gamma = 2.5, 0.0
     means = [SEQ[0] / 2, SEQ[1] / 1]
     forget = (2 / beta) * sum(math.log(1 + math.exp(-beta * (x - gamma))) for x in means) / 2
-    loss, _ = SimNPO(beta=beta, gamma=gamma, forget_weight=0.5, retain_weight=1.0).loss(
+    terms, _ = SimNPO(beta=beta, gamma=gamma, forget_weight=0.5, retain_weight=1.0).loss(
         MODEL, {"forget": FORGET, "retain": RETAIN})
-    assert float(loss) == pytest.approx(0.5 * forget + RETAIN_NLL, rel=1e-6)
+    assert float(terms["forget"]) == pytest.approx(0.5 * forget, rel=1e-6)
+    assert float(terms["retain"]) == pytest.approx(RETAIN_NLL, rel=1e-6)

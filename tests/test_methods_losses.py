@@ -53,13 +53,13 @@ def test_supervised_token_count():
 def test_wga_loss(beta):
     probs = _gold_probs()
     expected = -np.mean([p ** beta * -math.log(p) for p in probs])
-    got = losses.wga_loss(_t(LOGITS), torch.tensor(LABELS), beta)
+    got = losses.wga_loss(*losses.token_nll(_t(LOGITS), torch.tensor(LABELS)), beta)
     assert got.item() == pytest.approx(expected, rel=1e-5)
 
 
 def test_wga_weight_is_detached():
     logits = _t(LOGITS).requires_grad_(True)
-    losses.wga_loss(logits, torch.tensor(LABELS), 1.0).backward()
+    losses.wga_loss(*losses.token_nll(logits, torch.tensor(LABELS)), 1.0).backward()
     # d/dz of -w * nll with w constant = w * (softmax - onehot) / N at each supervised position
     b, t, y = _supervised()[0]
     p = _softmax(LOGITS[b, t])
@@ -72,7 +72,7 @@ def test_satimp_loss():
     probs = _gold_probs()
     b1, b2 = 5.0, 1.0
     expected = -np.mean([p ** b1 * (1 - p) ** b2 * -math.log(p) for p in probs])
-    got = losses.satimp_loss(_t(LOGITS), torch.tensor(LABELS), b1, b2)
+    got = losses.satimp_loss(*losses.token_nll(_t(LOGITS), torch.tensor(LABELS)), b1, b2)
     assert got.item() == pytest.approx(expected, rel=1e-5)
 
 

@@ -6,8 +6,9 @@ import torch
 from _method_fixtures import Harness, snapshot
 from unlearn_cli.errors import UserError
 from unlearn_cli.methods.ga import GradientAscent
+from unlearn_cli.train.loop import sum_terms
 from unlearn_cli.train.plugins.salun import (SaliencyMask, accumulate_gradients, compute_mask, mask_from_scores,
-                                  mask_gradients)
+                                             mask_gradients)
 
 
 def test_mask_from_scores_keeps_global_top_fraction():
@@ -50,14 +51,14 @@ def _ga_setup():
 
 def test_compute_mask_uses_accumulated_gradient_magnitude():
     method, h, batches = _ga_setup()
-    loss_fn = lambda m, b: method.loss(m, b)
+    loss_fn = lambda m, b: sum_terms(method.loss(m, b)[0])
     grads = accumulate_gradients(h.model, loss_fn, batches)
     assert all(p.grad is None for p in h.model.parameters())
     # independent check of the accumulation: sum of per-batch gradients
     manual = {n: torch.zeros_like(p) for n, p in h.model.named_parameters()}
     for b in batches:
         h.model.zero_grad(set_to_none=True)
-        method.loss(h.model, b)[0].backward()
+        sum_terms(method.loss(h.model, b)[0]).backward()
         for n, p in h.model.named_parameters():
             manual[n] += p.grad
     h.model.zero_grad(set_to_none=True)
@@ -82,7 +83,7 @@ def test_mask_gradients_zeroes_masked_coordinates():
 @pytest.mark.parametrize("optim", ["adamw", "sgd"])
 def test_training_with_mask_only_moves_salient_weights(optim):
     method, h, batches = _ga_setup()
-    mask = compute_mask(h.model, lambda m, b: method.loss(m, b), batches, 0.3)
+    mask = compute_mask(h.model, lambda m, b: sum_terms(method.loss(m, b)[0]), batches, 0.3)
     theta0 = snapshot(h.model)
     if optim == "sgd":
         h.optimizer = torch.optim.SGD(h.model.parameters(), lr=1e-2, momentum=0.9, weight_decay=0.1)
@@ -106,12 +107,12 @@ def test_training_with_mask_only_moves_salient_weights(optim):
 
 def test_gradient_hooks_mask_before_clipping():
     method, h, batches = _ga_setup()
-    mask = compute_mask(h.model, lambda m, b: method.loss(m, b), batches, 0.1)
+    mask = compute_mask(h.model, lambda m, b: sum_terms(method.loss(m, b)[0]), batches, 0.1)
     sal = SaliencyMask(h.model, mask).install()
-    method.loss(h.model, batches[0])[0].backward()
+    sum_terms(method.loss(h.model, batches[0])[0]).backward()
     for n, p in h.model.named_parameters():
         assert not p.grad[~mask[n]].any()
     sal.remove()
     h.model.zero_grad(set_to_none=True)
-    method.loss(h.model, batches[0])[0].backward()
+    sum_terms(method.loss(h.model, batches[0])[0]).backward()
     assert any(p.grad[~mask[n]].any() for n, p in h.model.named_parameters())

@@ -1,4 +1,4 @@
-"""Estimators in unlearn_cli.metrics._stats against closed forms and brute-force computations."""
+"""Estimators in unlearn_cli.eval.stats against closed forms and brute-force computations."""
 
 import itertools
 import math
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from unlearn_cli.eval import stats as _stats as st
+from unlearn_cli.eval import stats as st
 
 
 # --------------------------------------------------------------------------- leak@k

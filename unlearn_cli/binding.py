@@ -81,7 +81,7 @@ def bind(target: Any, section: Mapping | None, path: str, runtime: Iterable[str]
     """Check ``section`` against ``target``'s keyword parameters and return the kwargs.
 
     ``runtime`` names parameters supplied by the pipeline (model, tokenizer, ...), which must not
-    come from YAML. ``path`` is the config path used in messages (e.g. ``method``).
+    come from YAML. ``path`` is the config path used in messages (e.g. ``method``; empty for top-level keys).
     """
     params = signature_params(target)
     runtime = set(runtime)
@@ -90,14 +90,15 @@ def bind(target: Any, section: Mapping | None, path: str, runtime: Iterable[str]
     label = label or f"{path} '{section.get('name', getattr(target, '__name__', path))}'"
     valid = sorted(n for n in params if n not in runtime)
     for key, value in kwargs.items():
+        where = f"{path}.{key}" if path else key
         if key not in params or key in runtime:
             raise UserError(
-                f"unknown hyperparameter '{path}.{key}' for {label};{suggest(key, valid)} "
+                f"unknown hyperparameter '{where}' for {label};{suggest(key, valid)} "
                 f"valid: {', '.join(valid) or '(none)'}")
         ann = params[key].annotation
         if not _type_ok(value, ann):
-            raise UserError(f"{path}.{key}={value!r}: expected {_describe(ann)} for {label}")
+            raise UserError(f"{where}={value!r}: expected {_describe(ann)} for {label}")
     for name, p in params.items():
         if name not in runtime and name not in kwargs and p.default is inspect.Parameter.empty:
-            raise UserError(f"missing required hyperparameter '{path}.{name}' for {label}")
+            raise UserError(f"missing required hyperparameter '{f'{path}.{name}' if path else name}' for {label}")
     return kwargs

@@ -14,7 +14,7 @@ from typing import List
 
 from unlearn_cli.errors import UserError, suggest
 
-GROUPS = ("model", "benchmark", "method", "optimizer", "attack", "eval", "logger", "distributed", "experiment")
+GROUPS = ("model", "benchmark", "method", "optimizer", "attack", "plugin", "eval", "logger", "distributed", "experiment")
 USAGE = """usage: unlearn run [-m|--multirun] [key=value ...]   run (or sweep) an experiment
        unlearn list [group]                           registered components and config options
        unlearn report DIR [--forget M] [--utility M]  table (markdown, CSV) + plots over every run in DIR
@@ -113,9 +113,9 @@ def validate(overrides: List[str], multirun: bool) -> int:
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
         for point in points:
             cfg = _compose_one(point)
-            components.build(cfg)
             sweep_dir = f"{cfg.output_root}/multirun/{cfg.sweep_name}" if multirun else None
-            rundir.claim(rundir.resolve(cfg, sweep_dir), bool(cfg.overwrite), create=False)
+            settings = components.build(cfg, sweep_dir).settings
+            rundir.claim(settings.run_dir, settings.overwrite, create=False)
     GlobalHydra.instance().clear()
     return len(points)
 

@@ -1,43 +1,48 @@
-"""Turn a composed config into validated component objects (before anything runs).
+"""Turn a composed config into validated component objects and run settings (before anything runs).
 
 Every section binds to its constructor's signature (``binding.bind``), so an unknown or mistyped
-key, a wrong type or an unknown registry name fails here with one line, before any training.
+key, a wrong type or an unknown registry name fails here with one line, before any training. A
+constructor parameter annotated with a component protocol (``contracts.OptimizerSpec``, ...) takes
+a nested section with a ``name`` and is built from that kind's registry (an attack's optimizer, a
+wrapper's base optimizer). Attacks, metrics and train plug-ins are instances keyed by id
+(``attack.<id>``, ``eval.metrics.<id>``, ``plugin.<id>``) whose ``name`` defaults to the id.
+After :func:`build` the pipeline reads only the returned :class:`Plan`, never the raw config.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Tuple
+import re
+import typing
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Dict, FrozenSet, List, Optional
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
-from unlearn_cli.binding import bind, to_plain
-from unlearn_cli.train.distributed import DistributedSpec
+from unlearn_cli import rundir
+from unlearn_cli.binding import bind, signature_params, to_plain
 from unlearn_cli.errors import UserError, suggest
+from unlearn_cli.eval.decode import DecodeSettings
+from unlearn_cli.files import redact
 from unlearn_cli.models.build import ModelSpec
-from unlearn_cli.registry import ATTACKS, BENCHMARKS, LOGGERS, METHODS, METRICS, OPTIMIZERS, Registry
-from unlearn_cli.eval.scorer import DecodeSettings
-from unlearn_cli.train.loop import TrainSettings
+from unlearn_cli.registry import (ATTACKS, BENCHMARKS, BY_PROTOCOL, LOGGERS, METHODS, METRICS, OPTIMIZERS, PLUGINS,
+                                  Registry)
+from unlearn_cli.train.distributed import DistributedSpec
+from unlearn_cli.train.settings import TrainSettings
 
 STAGES = ("eval_target", "unlearn", "eval_unlearned", "attack", "eval_oracle")
+RESERVED_STAGES = ("oracle", "target", "unlearned")
+INSTANCE_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_@-]*$")
 
 
 @dataclass
 class PrepareSpec:
+    """How target / oracle models of embedded benchmarks are built (the ``prepare`` section)."""
+
     seed: int
     optimizer: Any
     train: TrainSettings
-
-
-@dataclass
-class SaliencySettings:
-    """``method.saliency``: SalUn mask; ``sparsity`` = fraction of weights kept trainable."""
-
-    sparsity: Optional[float] = None
-
-    def __post_init__(self):
-        if self.sparsity is not None and not 0 < self.sparsity <= 1:
-            raise UserError(f"method.saliency.sparsity must be in (0, 1], got {self.sparsity}")
+    recipe: dict  # the section as given: part of the prepared models' cache key
 
 
 @dataclass
@@ -46,76 +51,167 @@ class Components:
     benchmark: Any
     method: Any
     optimizer: Any
-    attacks: List[Tuple[str, Any]]
-    metrics: List[Any]
+    attacks: Dict[str, Any]
+    metrics: Dict[str, Any]
+    plugins: Dict[str, Any]
     decode: DecodeSettings
     unlearn: TrainSettings
     prepare: PrepareSpec
     logger: Any
-    saliency: SaliencySettings = field(default_factory=SaliencySettings)
     distributed: DistributedSpec = field(default_factory=DistributedSpec)
-    skip: set = field(default_factory=set)
+
+
+@dataclass
+class RunOptions:
+    """The top-level keys of ``conf/config.yaml`` (types checked like any section)."""
+
+    seed: int = 0
+    output_root: str = "outputs"
+    output_dir: Optional[str] = None
+    overwrite: bool = False
+    save_model: bool = False
+    cache_dir: str = "~/.cache/unlearn_cli"
+    cache_reference: bool = True
+    progress: bool = True
+    threads: Optional[int] = None
+    sweep_name: str = "sweep"
+    checkpoint_every: int = 0
+    skip: List[str] = ()
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """Everything about one run that is not a component: options, names, where it writes."""
+
+    seed: int
+    skip: FrozenSet[str]
+    overwrite: bool
+    save_model: bool
+    cache_dir: Path
+    cache_reference: bool
+    checkpoint_every: int
+    progress: bool
+    threads: Optional[int]
+    sweep_name: str
+    run_dir: Path
+    run_name: str
+    config_hash: str
+    config: dict          # the resolved config with secrets redacted (config.yaml, loggers)
+    method_name: str
+    benchmark_name: str
+
+    def runs(self, stage: str) -> bool:
+        """Whether ``stage`` (one of ``STAGES``) is not skipped."""
+        return stage not in self.skip
+
+
+@dataclass
+class Plan:
+    """A validated run: its components and its settings."""
+
+    components: Components
+    settings: RunSettings
+
+
+def _nested_registry(annotation) -> Optional[Registry]:
+    """The registry of a component-protocol annotation (``Optional[...]`` included), if any."""
+    for arg in (annotation, *typing.get_args(annotation)):
+        if arg in BY_PROTOCOL:
+            return BY_PROTOCOL[arg]
+    return None
 
 
 def make(registry: Registry, section, path: str):
-    """Instantiate ``registry[section.name]`` with the section's other keys as keywords."""
+    """Instantiate ``registry[section.name]`` with the section's other keys as keywords; nested
+    component sections (parameters annotated with a component protocol) are built first."""
     if section is None or "name" not in section:
         raise UserError(f"config section '{path}' needs a 'name' (one of: {', '.join(registry.names())})")
     cls = registry.get(str(section["name"]))
     kwargs = bind(cls, section, path)
+    params = signature_params(cls)
+    for key, value in kwargs.items():
+        nested = _nested_registry(params[key].annotation)
+        if nested is not None and value is not None:
+            if not isinstance(value, dict):
+                raise UserError(f"{path}.{key} must be a {nested.kind} section with a 'name' "
+                                f"(one of: {', '.join(nested.names())}), got {value!r}")
+            kwargs[key] = make(nested, value, f"{path}.{key}")
     try:
         return cls(**kwargs)
     except (ValueError, TypeError) as err:
         raise UserError(f"{path} '{section['name']}': {err}") from err
 
 
-def _dataclass(cls, section, path: str):
-    return cls(**bind(cls, section, path, label=f"'{path}'"))
+def instances(registry: Registry, sections, path: str) -> Dict[str, Any]:
+    """``{id: component}`` of a mapping of instance sections (``name`` defaults to the id)."""
+    out: Dict[str, Any] = {}
+    for key, section in (to_plain(sections) or {}).items():
+        if not INSTANCE_ID.match(str(key)):
+            raise UserError(f"{path}: id '{key}' must start with a letter and hold only letters, digits, "
+                            f"'_', '-' or '@' (it names stages and result keys)")
+        if not isinstance(section, dict) and section is not None:
+            raise UserError(f"{path}.{key} must be a mapping of settings (with an optional 'name')")
+        out[str(key)] = make(registry, {"name": key, **(section or {})}, f"{path}.{key}")
+    return out
 
 
-def build(cfg: DictConfig) -> Components:
-    """Validate and build every component named by ``cfg``."""
-    attacks = []
-    for key, section in (to_plain(cfg.get("attack")) or {}).items():
-        if not isinstance(section, dict):
-            raise UserError(f"attack.{key} must be a mapping with a 'name'")
-        attack = make(ATTACKS, section, f"attack.{key}")
-        if not getattr(attack, "skip", False):
-            attacks.append((section["name"], attack))
-    metrics_cfg = to_plain(cfg.eval.get("metrics")) or {}
-    if not metrics_cfg:
-        raise UserError("eval.metrics is empty; name at least one metric (known: " + ", ".join(METRICS.names()) + ")")
-    metrics = [make(METRICS, {"name": name, **(opts or {})}, f"eval.metrics.{name}") for name, opts in metrics_cfg.items()]
-    skip = set(to_plain(cfg.get("skip")) or [])
-    for stage in skip:
+def _dataclass(cls, section, path: str, label: str = ""):
+    return cls(**bind(cls, section, path, label=label or f"'{path}'"))
+
+
+def _options(cfg: DictConfig) -> RunOptions:
+    known = {f.name for f in fields(RunOptions)}
+    return _dataclass(RunOptions, {k: v for k, v in (to_plain(cfg) or {}).items() if k in known}, "",
+                      label="the run settings")
+
+
+def build(cfg: DictConfig, sweep_dir: Optional[str] = None) -> Plan:
+    """Validate and build every component named by ``cfg`` and the run's settings."""
+    opts = _options(cfg)
+    for stage in opts.skip:
         if stage not in STAGES:
             raise UserError(f"skip: unknown stage '{stage}';{suggest(stage, STAGES)} valid: {', '.join(STAGES)}")
-    dist_section = {k: v for k, v in (to_plain(cfg.distributed) or {}).items() if k != "name"}
-    dist = _dataclass(DistributedSpec, dist_section, "distributed")
-    prep = cfg.prepare
-    method_section = dict(to_plain(cfg.method))
-    saliency = _dataclass(SaliencySettings, method_section.pop("saliency", None), "method.saliency")
-    model_section = {k: v for k, v in (to_plain(cfg.model) or {}).items() if k != "name"}
+    attacks = {k: a for k, a in instances(ATTACKS, cfg.get("attack"), "attack").items() if not a.skip}
+    clash = [k for k in attacks if k in RESERVED_STAGES]
+    if clash:
+        raise UserError(f"attack id '{clash[0]}' is a stage name of its own; rename it (reserved: "
+                        f"{', '.join(RESERVED_STAGES)})")
+    if not to_plain(cfg.eval.get("metrics")):
+        raise UserError("eval.metrics is empty; name at least one metric (known: " + ", ".join(METRICS.names()) + ")")
+    metrics = instances(METRICS, cfg.eval.get("metrics"), "eval.metrics")
+    plugins = instances(PLUGINS, cfg.get("plugin"), "plugin")
+    dist = _dataclass(DistributedSpec, {k: v for k, v in (to_plain(cfg.distributed) or {}).items() if k != "name"},
+                      "distributed")
     optimizer = make(OPTIMIZERS, cfg.optimizer, "optimizer")
-    if dist.kind == "deepspeed" and not getattr(optimizer, "first_order", True):
+    if dist.kind == "deepspeed" and not optimizer.first_order:
         raise UserError(f"optimizer '{cfg.optimizer.name}' re-evaluates the loss (step(closure)) and cannot run "
                         f"under DeepSpeed; use distributed=ddp or distributed=none")
-    if dist.kind == "deepspeed" and saliency.sparsity is not None:
-        raise UserError("method.saliency (SalUn) restores masked weights itself and cannot run under DeepSpeed "
-                        "ZeRO; use distributed=ddp or distributed=none")
-    return Components(
-        model=_dataclass(ModelSpec, model_section, "model"),
+    for key, plugin in plugins.items():
+        if dist.kind == "deepspeed" and not plugin.supports_deepspeed:
+            raise UserError(f"plugin '{key}' cannot run under DeepSpeed ZeRO (weights are sharded); "
+                            f"use distributed=ddp or distributed=none")
+    prep = cfg.prepare
+    components = Components(
+        model=_dataclass(ModelSpec, {k: v for k, v in (to_plain(cfg.model) or {}).items() if k != "name"}, "model"),
         benchmark=make(BENCHMARKS, cfg.benchmark, "benchmark"),
-        method=make(METHODS, method_section, "method"),
+        method=make(METHODS, cfg.method, "method"),
         optimizer=optimizer,
         attacks=attacks,
         metrics=metrics,
+        plugins=plugins,
         decode=_dataclass(DecodeSettings, cfg.eval.get("decode"), "eval.decode"),
         unlearn=_dataclass(TrainSettings, cfg.unlearn, "unlearn"),
         prepare=PrepareSpec(seed=int(prep.seed), optimizer=make(OPTIMIZERS, prep.optimizer, "prepare.optimizer"),
-                            train=_dataclass(TrainSettings, prep.train, "prepare.train")),
+                            train=_dataclass(TrainSettings, prep.train, "prepare.train"),
+                            recipe=OmegaConf.to_container(prep, resolve=True)),
         logger=make(LOGGERS, cfg.logger, "logger"),
-        saliency=saliency,
         distributed=dist,
-        skip=skip,
     )
+    settings = RunSettings(
+        seed=opts.seed, skip=frozenset(opts.skip), overwrite=opts.overwrite, save_model=opts.save_model,
+        cache_dir=Path(opts.cache_dir).expanduser(), cache_reference=opts.cache_reference,
+        checkpoint_every=int(opts.checkpoint_every or 0), progress=opts.progress, threads=opts.threads,
+        sweep_name=opts.sweep_name, run_dir=rundir.resolve(cfg, sweep_dir), run_name=rundir.run_name(cfg),
+        config_hash=rundir.config_hash(cfg), config=redact(OmegaConf.to_container(cfg, resolve=True)),
+        method_name=str(cfg.method.name), benchmark_name=str(cfg.benchmark.name))
+    return Plan(components, settings)

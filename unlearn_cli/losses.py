@@ -81,19 +81,18 @@ def _masked_token_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor
     return (values * mask).sum() / mask.sum().clamp_min(1)
 
 
-def wga_loss(logits: torch.Tensor, labels: torch.Tensor, beta: float) -> torch.Tensor:
+def wga_loss(nll: torch.Tensor, mask: torch.Tensor, beta: float) -> torch.Tensor:
     """Weighted gradient ascent: ``-mean_tokens(w_t * nll_t)`` with ``w_t = p_t^beta`` detached.
 
-    ``p_t = exp(-nll_t)`` is the probability of the gold token; the mean runs over supervised tokens.
+    ``nll, mask`` are :func:`token_nll`'s; ``p_t = exp(-nll_t)`` is the probability of the gold
+    token; the mean runs over supervised tokens.
     """
-    nll, mask = token_nll(logits, labels)
     weight = torch.exp(-beta * nll).detach()
     return -_masked_token_mean(weight * nll, mask)
 
 
-def satimp_loss(logits: torch.Tensor, labels: torch.Tensor, beta1: float, beta2: float) -> torch.Tensor:
-    """SatImp: ``-mean_tokens(p_t^beta1 (1 - p_t)^beta2 * nll_t)``, weights detached."""
-    nll, mask = token_nll(logits, labels)
+def satimp_loss(nll: torch.Tensor, mask: torch.Tensor, beta1: float, beta2: float) -> torch.Tensor:
+    """SatImp: ``-mean_tokens(p_t^beta1 (1 - p_t)^beta2 * nll_t)``, weights detached (``nll, mask``: :func:`token_nll`)."""
     p = torch.exp(-nll).detach()
     weight = p.pow(beta1) * (1.0 - p).clamp_min(0).pow(beta2)
     return -_masked_token_mean(weight * nll, mask)

@@ -1,9 +1,10 @@
 """Self-filling name registries.
 
-Each component package (methods, optimizers, attacks, metrics, benchmarks, loggers) holds one
-module per component; every module decorates its class with ``@REGISTRY.register("name")``.
+Each component package (methods, optimizers, attacks, metrics, benchmarks, loggers, train plug-ins)
+holds one module per component; every module decorates its class with ``@REGISTRY.register("name")``.
 ``Registry.load()`` imports all modules of the package once, so adding a component means adding
-one module and one YAML file. Import errors propagate: a broken module is never skipped.
+one module and one YAML file. Import errors propagate: a broken module is never skipped. A class
+is checked against its kind's protocol (``unlearn_cli.contracts``) when it registers.
 """
 
 from __future__ import annotations
@@ -12,24 +13,28 @@ import importlib
 import pkgutil
 from typing import Callable, Dict
 
+from unlearn_cli import contracts
 from unlearn_cli.errors import UserError, suggest
 
 
 class Registry:
     """A name -> class map for one component kind, filled by importing its package."""
 
-    def __init__(self, kind: str, package: str):
+    def __init__(self, kind: str, package: str, protocol: type):
         self.kind = kind
         self.package = package
+        self.protocol = protocol
         self._entries: Dict[str, type] = {}
         self._loaded = False
 
     def register(self, name: str) -> Callable[[type], type]:
-        """Class decorator registering ``cls`` under ``name`` (snake_case, unique)."""
+        """Class decorator registering ``cls`` under ``name`` (snake_case, unique) after checking it
+        against the kind's protocol (TypeError naming the class and the member otherwise)."""
 
         def deco(cls: type) -> type:
             if name in self._entries and self._entries[name] is not cls:
                 raise RuntimeError(f"{self.kind} '{name}' registered twice")
+            contracts.check(cls, self.protocol, self.kind, name)
             cls.registry_name = name
             self._entries[name] = cls
             return cls
@@ -66,11 +71,13 @@ class Registry:
         return out
 
 
-METHODS = Registry("method", "unlearn_cli.methods")
-OPTIMIZERS = Registry("optimizer", "unlearn_cli.optimizers")
-ATTACKS = Registry("attack", "unlearn_cli.attacks")
-METRICS = Registry("metric", "unlearn_cli.metrics")
-BENCHMARKS = Registry("benchmark", "unlearn_cli.data.benchmarks")
-LOGGERS = Registry("logger", "unlearn_cli.loggers")
+METHODS = Registry("method", "unlearn_cli.methods", contracts.Method)
+OPTIMIZERS = Registry("optimizer", "unlearn_cli.optimizers", contracts.OptimizerSpec)
+ATTACKS = Registry("attack", "unlearn_cli.attacks", contracts.Attack)
+METRICS = Registry("metric", "unlearn_cli.metrics", contracts.Metric)
+BENCHMARKS = Registry("benchmark", "unlearn_cli.data.benchmarks", contracts.Benchmark)
+LOGGERS = Registry("logger", "unlearn_cli.loggers", contracts.Logger)
+PLUGINS = Registry("plugin", "unlearn_cli.train.plugins", contracts.TrainPlugin)
 
-ALL = {r.kind: r for r in (METHODS, OPTIMIZERS, ATTACKS, METRICS, BENCHMARKS, LOGGERS)}
+ALL = {r.kind: r for r in (METHODS, OPTIMIZERS, ATTACKS, METRICS, BENCHMARKS, LOGGERS, PLUGINS)}
+BY_PROTOCOL = {r.protocol: r for r in ALL.values()}

@@ -1,13 +1,15 @@
 """No attack."""
 
+from unlearn_cli.contracts import Attack
 from unlearn_cli.registry import ATTACKS
 
 
 @ATTACKS.register("none")
-class NoAttack:
+class NoAttack(Attack):
     """No attack: the attack stage is skipped entirely (no extra eval stage)."""
 
     skip = True
+    changes_weights = False
 
-    def run(self, ctx, model):
-        return model
+    def apply(self, ctx, model):
+        return model, None

@@ -6,36 +6,40 @@ from typing import Optional
 
 import torch
 
+from unlearn_cli.contracts import Attack, OptimizerSpec
 from unlearn_cli.errors import UserError
-from unlearn_cli.train.sft import finetune
+from unlearn_cli.optimizers.adamw import AdamW
 from unlearn_cli.registry import ATTACKS
-from unlearn_cli.train.loop import TrainSettings
+from unlearn_cli.train.settings import TrainSettings
+from unlearn_cli.train.sft import finetune
 
 
 @ATTACKS.register("relearn")
-class Relearn:
+class Relearn(Attack):
     """Relearning attack: fine-tune the unlearned model on a few forget samples, then re-evaluate.
 
     Follows the relearning protocol of Hu et al. 2024 / Fan et al. 2025 (arXiv 2502.05374, §4.1 of
-    methods.md): plain SFT (answer-token NLL) with AdamW on ``num_samples`` forget QA pairs (or a
-    ``fraction`` of them) drawn with the attack seed, for ``steps`` steps. ``mix_retain`` adds a
-    retain batch of the same size to each step (an attacker who also keeps utility). The full forget split is then evaluated, so
-    recovery on the *unseen* forget facts measures how shallow the unlearning was.
+    methods.md): plain SFT (answer-token NLL) on ``num_samples`` forget QA pairs (or a ``fraction``
+    of them) drawn with the attack seed, for ``steps`` steps with the attack's own ``optimizer``
+    (default AdamW, betas (0.9, 0.98), no weight decay). ``mix_retain`` adds a retain batch of the
+    same size to each step (an attacker who also keeps utility). The full forget split is then
+    evaluated, so recovery on the *unseen* forget facts measures how shallow the unlearning was.
+    Give several budgets as several instances: ``attack.relearn_50: {name: relearn, steps: 50}``.
     """
-
-    skip = False
 
     def __init__(self, fraction: float = 0.5, num_samples: Optional[int] = None, steps: int = 10,
                  lr: float = 3e-4, batch_size: int = 16, mix_retain: bool = False, precision: str = "bf16",
-                 max_grad_norm: Optional[float] = 1.0, seed_offset: int = 1000):
+                 max_grad_norm: Optional[float] = 1.0, seed_offset: int = 1000,
+                 optimizer: Optional[OptimizerSpec] = None):
         if not 0 < fraction <= 1:
             raise UserError(f"attack relearn: fraction must be in (0, 1], got {fraction}")
         self.fraction, self.num_samples, self.mix_retain = fraction, num_samples, mix_retain
         self.seed_offset = seed_offset
+        self.optimizer = optimizer if optimizer is not None else AdamW(betas=(0.9, 0.98))
         self.settings = TrainSettings(lr=lr, steps=steps, batch_size=batch_size, precision=precision,
                                       max_grad_norm=max_grad_norm)
 
-    def run(self, ctx, model):
+    def apply(self, ctx, model):
         forget = ctx.train_encoded["forget"]
         n = self.num_samples or max(1, round(self.fraction * len(forget)))
         if n > len(forget):
@@ -45,6 +49,6 @@ class Relearn:
         splits = {"train": forget.subset(chosen)}
         if self.mix_retain:
             splits["mix"] = ctx.train_encoded["retain"]
-        finetune(model, splits, self.settings, ctx.default_optimizer, seed=ctx.seed + self.seed_offset,
+        finetune(model, splits, self.settings, self.optimizer, seed=ctx.seed + self.seed_offset,
                  pad_id=ctx.pad_id, stage=ctx.stage, log=ctx.log, device=ctx.device)
-        return model
+        return model, None

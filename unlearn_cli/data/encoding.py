@@ -57,6 +57,17 @@ def render_prompt(template: str, question: str) -> str:
     return template.format(question=question)
 
 
+def bos_ids(tokenizer) -> List[int]:
+    """``[<bos>]``, or ``[]`` for a tokenizer without one."""
+    return [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+
+
+def encode_prompts(tokenizer, questions: Sequence[str], template: str) -> List[List[int]]:
+    """``<bos> + template(question)`` token ids per question (the prompt part of :func:`encode_qa`)."""
+    ids = tokenizer([render_prompt(template, q) for q in questions], add_special_tokens=False)["input_ids"]
+    return [bos_ids(tokenizer) + p for p in ids]
+
+
 def encode_qa(tokenizer, items, template: str, answers: Optional[Sequence[str]] = None,
               max_length: Optional[int] = None) -> EncodedQA:
     """Encode items (or items with replacement ``answers``, e.g. refusals or perturbed answers)."""
@@ -71,12 +82,9 @@ def encode_qa(tokenizer, items, template: str, answers: Optional[Sequence[str]] 
                                  chunk=max_length or TEXT_CHUNK)
         return encode_qa(tokenizer, qa_items, template, max_length=max_length).concat(text_rows) if qa_items \
             else text_rows
-    prompt_ids = tokenizer([render_prompt(template, it.question) for it in items],
-                           add_special_tokens=False)["input_ids"]
+    prompts = encode_prompts(tokenizer, [it.question for it in items], template)
     answer_ids = tokenizer([" " + a for a in texts], add_special_tokens=False)["input_ids"]
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
     eos = [tokenizer.eos_token_id]
-    prompts = [bos + p for p in prompt_ids]
     outs = [a + eos for a in answer_ids]
     if max_length:
         outs = [a[: max(1, max_length - len(p))] for p, a in zip(prompts, outs)]
@@ -97,7 +105,7 @@ def encode_texts(tokenizer, texts: Sequence[str], chunk: Optional[int] = TEXT_CH
     with ``chunk=None, add_eos=False``, for scoring texts (membership inference)."""
     if len(texts) == 0:
         raise UserError("cannot encode an empty split")
-    bos = [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
+    bos = bos_ids(tokenizer)
     ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
     prompts, outs = [], []
     for row in ids:

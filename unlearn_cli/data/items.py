@@ -30,12 +30,15 @@ class QAItem:
 
 @dataclass(frozen=True)
 class MCQItem:
-    """A multiple-choice question; ``answer`` indexes ``choices``."""
+    """A multiple-choice question; ``answer`` indexes ``choices``. ``entity`` groups items (an MMLU
+    subject's file stem: same-subject demonstrations); ``subject`` is the prompt header's topic
+    ("The following are multiple choice questions (with answers) about <subject>."), None = no header."""
 
     question: str
     choices: tuple
     answer: int
     entity: str = ""
+    subject: Optional[str] = None
 
 
 @dataclass

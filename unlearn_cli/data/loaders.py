@@ -188,13 +188,15 @@ def qa_item(row: Any, where: str, entity: str = "", num_perturbed: int = 0) -> Q
     return QAItem(text_field(row, "question", where), answer, answer, entity, perturbed, para_a, para_q)
 
 
-def mcq_item(row: Any, where: str, entity: str = "", num_choices: int = 4) -> MCQItem:
-    """Multiple-choice record: ``choices`` list (WMDP, Hub MMLU) or ``choice0..`` columns (MMLU CSV)."""
+def mcq_item(row: Any, where: str, entity: str = "", num_choices: int = 4, subject: Optional[str] = None) -> MCQItem:
+    """Multiple-choice record: ``choices`` list (WMDP, Hub MMLU) or ``choice0..`` columns (MMLU CSV);
+    ``subject`` is the prompt header's topic (``MCQItem.subject``)."""
     if isinstance(row, dict) and "choices" in row:
         choices = text_list_field(row, "choices", where, num_choices)
     else:
         choices = tuple(text_field(row, f"choice{i}", where) for i in range(num_choices))
-    return MCQItem(text_field(row, "question", where), choices, index_field(row, "answer", where, num_choices), entity)
+    return MCQItem(text_field(row, "question", where), choices, index_field(row, "answer", where, num_choices), entity,
+                   subject)
 
 
 def corpus_of(*tables) -> List[str]:

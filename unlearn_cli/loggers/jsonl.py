@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from unlearn_cli.contracts import Logger
 from unlearn_cli.registry import LOGGERS
 
 
 @LOGGERS.register("jsonl")
-class JsonlLogger:
+class JsonlLogger(Logger):
     """Appends one JSON object per logged step to ``<run_dir>/metrics.jsonl`` (flushed each line)."""
 
     def __init__(self, filename: str = "metrics.jsonl"):

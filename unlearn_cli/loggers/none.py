@@ -2,11 +2,12 @@
 
 from pathlib import Path
 
+from unlearn_cli.contracts import Logger
 from unlearn_cli.registry import LOGGERS
 
 
 @LOGGERS.register("none")
-class NoLogger:
+class NoLogger(Logger):
     """Discards per-step logs (results.json, config.yaml and provenance.json are still written)."""
 
     def start(self, run_dir: Path, run_name: str, config: dict, group: str | None = None,

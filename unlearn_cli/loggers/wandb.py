@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 from typing import List, Literal, Optional
 
+from unlearn_cli.contracts import Logger
 from unlearn_cli.files import redact_overrides
 from unlearn_cli.loggers.jsonl import JsonlLogger
 from unlearn_cli.registry import LOGGERS
@@ -40,7 +41,7 @@ def resolve_mode(mode: str) -> str:
 
 
 @LOGGERS.register("wandb")
-class WandbLogger:
+class WandbLogger(Logger):
     """W&B run per unlearn run (grouped by sweep), with redacted config, per-step logs and summary.
 
     Also writes ``metrics.jsonl``. Any W&B failure (no network, bad key, timeout) prints one

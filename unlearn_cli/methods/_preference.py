@@ -1,6 +1,7 @@
 """DPO on two index-aligned forget views (shared by ``dpo`` and ``idk_dpo``)."""
 
-from unlearn_cli.losses import dpo_loss, sequence_nll
+from unlearn_cli.losses import dpo_loss
+from unlearn_cli.models.forward import answer_forward
 
 
 def dpo_forget_loss(model, batch, reference, preferred: str, beta: float):
@@ -9,8 +10,8 @@ def dpo_forget_loss(model, batch, reference, preferred: str, beta: float):
     Returns ``(loss, logs)``; reference NLLs come from the (cached) ``Reference``.
     """
     w, l = batch[preferred], batch["forget"]
-    nll_w, n_w = sequence_nll(model(input_ids=w["input_ids"], attention_mask=w["attention_mask"]).logits, w["labels"])
-    nll_l, n_l = sequence_nll(model(input_ids=l["input_ids"], attention_mask=l["attention_mask"]).logits, l["labels"])
+    nll_w, n_w = answer_forward(model, w).sequence_nll()
+    nll_l, n_l = answer_forward(model, l).sequence_nll()
     loss = dpo_loss(nll_w, nll_l, reference.sequence_nll(preferred, w), reference.sequence_nll("forget", l), beta)
     logs = {"forget_loss": loss.detach(), "forget_nll": (nll_l / n_l.clamp_min(1)).mean().detach(),
             f"{preferred}_nll": (nll_w / n_w.clamp_min(1)).mean().detach()}

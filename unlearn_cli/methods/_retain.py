@@ -1,40 +1,54 @@
-"""The retain regulariser shared by methods: NLL on retain data or KL to the reference."""
+"""The retain term shared by every method that has one: ``lambda * R(retain batch)``.
+
+``R`` is the mean answer-token NLL on the retain batch (``nll``) or the forward KL(theta_0 || theta)
+over its supervised positions (``kl``). One value object decides for every method when a retain
+batch and a reference model are needed: ``active`` iff ``weight > 0``; a reference iff active and
+``loss == "kl"``.
+"""
 
 from __future__ import annotations
 
-from typing import Literal
+from dataclasses import dataclass
+from typing import Literal, Optional
 
 import torch
 
-from unlearn_cli.losses import forward_kl, mean_token_nll
+from unlearn_cli.losses import forward_kl
+from unlearn_cli.models.forward import AnswerForward, answer_forward
 
 RetainLoss = Literal["nll", "kl"]
 
 
-def retain_term(kind: str, model, batch, reference) -> torch.Tensor:
-    """``mean_token_nll`` on the retain batch, or forward KL(theta_0 || theta) on its supervised tokens."""
-    out = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"])
-    if kind == "nll":
-        return mean_token_nll(out.logits, batch["labels"])
-    ref_logits = reference.logits(batch)
-    mask = torch.zeros_like(batch["labels"], dtype=torch.bool)
-    mask[:, :-1] = batch["labels"][:, 1:] != -100
-    return forward_kl(ref_logits, out.logits, mask)
+@dataclass(frozen=True)
+class RetainTerm:
+    """``weight * R`` with ``R`` chosen by ``loss`` (module docstring)."""
 
+    weight: float
+    loss: RetainLoss = "nll"
 
-def configure_retain(method, forget_weight: float, retain_weight: float, retain_loss: str) -> None:
-    """Set the forget/retain weights and the derived ``needs_retain`` / ``needs_reference`` flags."""
-    method.forget_weight = forget_weight
-    method.retain_weight = retain_weight
-    method.retain_loss = retain_loss
-    method.needs_retain = retain_weight > 0
-    method.needs_reference = method.needs_retain and retain_loss == "kl"
+    @property
+    def active(self) -> bool:
+        """Whether the term exists (and the step batches carry a retain mini-batch)."""
+        return self.weight > 0
 
+    @property
+    def needs_reference(self) -> bool:
+        """Whether the term reads theta_0 (KL)."""
+        return self.active and self.loss == "kl"
 
-def add_retain(method, loss, logs: dict, model, batch, reference):
-    """``loss + retain_weight * R(retain batch)`` when the method uses retain data (R logged)."""
-    if method.needs_retain:
-        retain = retain_term(method.retain_loss, model, batch["retain"], reference)
-        logs["retain_loss"] = retain.detach()
-        loss = loss + method.retain_weight * retain
-    return loss, logs
+    def value(self, model, batch, reference, forward: Optional[AnswerForward] = None) -> torch.Tensor:
+        """Unweighted ``R`` on ``batch`` (the retain mini-batch); ``forward`` reuses a forward already run."""
+        out = forward if forward is not None else answer_forward(model, batch)
+        if self.loss == "nll":
+            return out.mean_nll()
+        mask = torch.zeros_like(batch["labels"], dtype=torch.bool)
+        mask[:, :-1] = batch["labels"][:, 1:] != -100
+        return forward_kl(reference.logits(batch), out.logits, mask)
+
+    def add(self, terms: dict, logs: dict, model, batch, reference, forward: Optional[AnswerForward] = None):
+        """``terms["retain"] = weight * R`` (and ``logs["retain_loss"] = R``) when active; returns ``(terms, logs)``."""
+        if self.active:
+            value = self.value(model, batch["retain"], reference, forward)
+            logs["retain_loss"] = value.detach()
+            terms["retain"] = self.weight * value
+        return terms, logs

@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import torch
 
-from unlearn_cli.models import layers as hooks
+from unlearn_cli.models import layers
 from unlearn_cli.errors import UserError
 from unlearn_cli.losses import masked_mse
 
@@ -26,14 +26,14 @@ class SteeringSite:
 
     def check(self, model) -> None:
         """UserError if the layer indices or parameter name do not fit ``model``."""
-        hooks.check_layers(model, [self.layer], "method.layer")
-        hooks.check_trainable(model, self.trainable_layers, self.param_name)
+        layers.check_layers(model, [self.layer], "method.layer")
+        layers.check_trainable(model, self.trainable_layers, self.param_name)
 
     def prepare(self, model) -> torch.Tensor:
         """Freeze all but the trainable weights; return a unit control vector u = r/||r||, r ~ U[0,1)^d
         (positive orthant, as in the WMDP code; drawn from the already-seeded global RNG)."""
         self.check(model)
-        hooks.freeze_except(model, self.trainable_layers, self.param_name)
+        layers.freeze_except(model, self.trainable_layers, self.param_name)
         u = torch.rand(model.config.hidden_size)
         return (u / u.norm()).to(next(model.parameters()).device)
 
@@ -41,9 +41,9 @@ class SteeringSite:
 def steering_terms(model, batch, reference, layer: int, target: torch.Tensor, mask_padding: bool):
     """``(MSE(h_l(x_f), target), MSE(h_l(x_r), h_l^0(x_r)), h_l(x_f))`` for a forget/retain batch."""
     f, r = batch["forget"], batch["retain"]
-    h_f = hooks.hidden_states(model, f, [layer])[layer]
+    h_f = layers.hidden_states(model, f, [layer])[layer]
     forget = masked_mse(h_f, target, f["attention_mask"] if mask_padding else None)
-    h_r = hooks.hidden_states(model, r, [layer])[layer]
+    h_r = layers.hidden_states(model, r, [layer])[layer]
     h_r0 = reference.hidden(r, [layer])[layer]
     retain = masked_mse(h_r, h_r0, r["attention_mask"] if mask_padding else None)
     return forget, retain, h_f

@@ -4,6 +4,7 @@ from typing import Dict, List, Optional
 
 import torch
 
+from unlearn_cli.contracts import Method
 from unlearn_cli.errors import UserError
 from unlearn_cli.losses import mean_position_norm
 from unlearn_cli.methods._steering import SteeringSite, steering_terms
@@ -11,10 +12,10 @@ from unlearn_cli.registry import METHODS
 
 
 @METHODS.register("adaptive_rmu")
-class AdaptiveRMU:
+class AdaptiveRMU(Method):
     """Adaptive RMU (Dang et al. 2025, arXiv 2408.06223, id from memory): RMU with ``c_i = beta_a ||h_l^0(x_i)||``.
 
-    ``L = mean_i MSE(h_l(x_f,i), c_i u) + alpha MSE(h_l(x_r), h_l^0(x_r))`` where ``||h_l^0(x_i)||`` is
+    terms ``forget = mean_i MSE(h_l(x_f,i), c_i u)``, ``retain = alpha MSE(h_l(x_r), h_l^0(x_r))`` where ``||h_l^0(x_i)||`` is
     the mean over sequence i's non-padding positions of theta_0's activation norm at block
     ``layer``. The per-example coefficients are cached after first use (recomputed every step with
     ``cache_reference=false``). Other mechanics and defaults as ``rmu`` (layer 7, layers 5-7,
@@ -24,6 +25,7 @@ class AdaptiveRMU:
 
     needs_reference = True
     needs_retain = True
+    needs_hooks = True
     reference_splits = ()
 
     def __init__(self, layer: int = 7, trainable_layers: Optional[List[int]] = None,
@@ -67,5 +69,5 @@ class AdaptiveRMU:
         coeff = self.coefficients(batch["forget"], reference)
         forget, retain, _ = steering_terms(model, batch, reference, self.layer,
                                            coeff.view(-1, 1, 1) * self.control, self.mask_padding)
-        return forget + self.alpha * retain, {"forget_loss": forget.detach(), "retain_loss": retain.detach(),
-                                              "steering_coeff": coeff.mean().detach()}
+        return {"forget": forget, "retain": self.alpha * retain}, {
+            "forget_loss": forget.detach(), "retain_loss": retain.detach(), "steering_coeff": coeff.mean().detach()}

@@ -1,13 +1,15 @@
 """Cross-entropy unlearning: push probability mass off every gold forget token."""
 
-from unlearn_cli.losses import mean_token_nll, unlikelihood_loss
-from unlearn_cli.methods._retain import RetainLoss, add_retain, configure_retain
+from unlearn_cli.contracts import Method
+from unlearn_cli.losses import unlikelihood_loss
+from unlearn_cli.methods._retain import RetainLoss, RetainTerm
+from unlearn_cli.models.forward import answer_forward
 from unlearn_cli.registry import METHODS
 
 
 @METHODS.register("ceu")
-class CEU:
-    """CE-U / unlikelihood: ``w_f * mean_t(-log(1 - p_t)) + lambda R``.
+class CEU(Method):
+    """CE-U / unlikelihood: terms ``forget = w_f * mean_t(-log(1 - p_t))``, ``retain = lambda R``.
 
     ``p_t`` is the probability of gold forget token t; the mean runs over supervised tokens.
     This is the token-level unlikelihood objective (Welleck et al. 2019, arXiv 1908.04319). Its
@@ -18,11 +20,13 @@ class CEU:
     """
 
     def __init__(self, forget_weight: float = 1.0, retain_weight: float = 1.0, retain_loss: RetainLoss = "nll"):
-        configure_retain(self, forget_weight, retain_weight, retain_loss)
+        self.forget_weight = forget_weight
+        self.retain = RetainTerm(retain_weight, retain_loss)
+        self.needs_retain = self.retain.active
+        self.needs_reference = self.retain.needs_reference
 
     def loss(self, model, batch, reference=None):
-        f = batch["forget"]
-        logits = model(input_ids=f["input_ids"], attention_mask=f["attention_mask"]).logits
-        forget = unlikelihood_loss(logits, f["labels"])
-        logs = {"forget_loss": forget.detach(), "forget_nll": mean_token_nll(logits, f["labels"]).detach()}
-        return add_retain(self, self.forget_weight * forget, logs, model, batch, reference)
+        out = answer_forward(model, batch["forget"])
+        forget = unlikelihood_loss(out.logits, out.labels)
+        logs = {"forget_loss": forget.detach(), "forget_nll": out.mean_nll().detach()}
+        return self.retain.add({"forget": self.forget_weight * forget}, logs, model, batch, reference)

@@ -1,14 +1,15 @@
 """DPO with a plausible wrong answer preferred over the true forget answer."""
 
+from unlearn_cli.contracts import Method
 from unlearn_cli.errors import UserError
 from unlearn_cli.methods._preference import dpo_forget_loss
-from unlearn_cli.methods._retain import RetainLoss, add_retain, configure_retain
+from unlearn_cli.methods._retain import RetainLoss, RetainTerm
 from unlearn_cli.registry import METHODS
 
 
 @METHODS.register("dpo")
-class DPO:
-    """DPO (Rafailov et al. 2023, arXiv 2305.18290) on forget data: ``w_f L_DPO(y_w=y_alt, y_l=y_f) + lambda R``.
+class DPO(Method):
+    """DPO (Rafailov et al. 2023, arXiv 2305.18290) on forget data: terms ``forget = w_f L_DPO(y_w=y_alt, y_l=y_f)``, ``retain = lambda R``.
 
     ``y_alt`` is each forget item's first ``perturbed`` answer (a plausible wrong answer in the same
     wording); ``L_DPO = -(2/beta) mean log sigmoid(beta * delta)`` with ``delta = [log pi(y_w) -
@@ -17,7 +18,7 @@ class DPO:
     Needs a benchmark whose forget items carry perturbed answers (a UserError otherwise).
     """
 
-    needs_reference = True
+    needs_reference = True  # theta_0's forget NLLs, whatever the retain term
     reference_splits = ("forget", "forget_alt")
 
     def __init__(self, beta: float = 0.1, forget_weight: float = 1.0, retain_weight: float = 1.0,
@@ -25,8 +26,9 @@ class DPO:
         if beta <= 0:
             raise UserError(f"method.beta must be > 0, got {beta}")
         self.beta = beta
-        configure_retain(self, forget_weight, retain_weight, retain_loss)
-        self.needs_reference = True  # theta_0's forget NLLs, whatever the retain term
+        self.forget_weight = forget_weight
+        self.retain = RetainTerm(retain_weight, retain_loss)
+        self.needs_retain = self.retain.active
 
     def extra_splits(self, train_items, encode):
         forget = train_items["forget"]
@@ -38,4 +40,4 @@ class DPO:
 
     def loss(self, model, batch, reference=None):
         forget, logs = dpo_forget_loss(model, batch, reference, "forget_alt", self.beta)
-        return add_retain(self, self.forget_weight * forget, logs, model, batch, reference)
+        return self.retain.add({"forget": self.forget_weight * forget}, logs, model, batch, reference)

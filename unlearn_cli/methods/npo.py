@@ -2,15 +2,17 @@
 
 from typing import Literal
 
-from unlearn_cli.losses import npo_loss, sequence_nll
-from unlearn_cli.methods._retain import RetainLoss, add_retain, configure_retain
+from unlearn_cli.contracts import Method
 from unlearn_cli.errors import UserError
+from unlearn_cli.losses import npo_loss
+from unlearn_cli.methods._retain import RetainLoss, RetainTerm
+from unlearn_cli.models.forward import answer_forward
 from unlearn_cli.registry import METHODS
 
 
 @METHODS.register("npo")
-class NPO:
-    """NPO (Zhang et al. 2024, arXiv 2404.05868): ``w_f (2/beta) mean softplus(-beta (l - l_ref)) + lambda R``.
+class NPO(Method):
+    """NPO (Zhang et al. 2024, arXiv 2404.05868): terms ``forget = w_f (2/beta) mean softplus(-beta (l - l_ref))``, ``retain = lambda R``.
 
     ``l`` is the summed answer NLL of a forget sequence under theta and ``l_ref`` under the frozen
     theta_0 (cached once per example). ``reduction: mean_token`` uses the length-normalised NLL
@@ -18,24 +20,24 @@ class NPO:
     Defaults beta 0.1, lambda 1 (methods.md §2.4).
     """
 
-    needs_reference = True
+    needs_reference = True  # theta_0's forget NLLs, whatever the retain term
 
     def __init__(self, beta: float = 0.1, forget_weight: float = 1.0, retain_weight: float = 1.0,
                  retain_loss: RetainLoss = "nll", reduction: Literal["sum", "mean_token"] = "sum"):
         if beta <= 0:
             raise UserError(f"method.beta must be > 0, got {beta}")
         self.beta = beta
-        configure_retain(self, forget_weight, retain_weight, retain_loss)
+        self.forget_weight = forget_weight
+        self.retain = RetainTerm(retain_weight, retain_loss)
+        self.needs_retain = self.retain.active
         self.reduction = reduction
-        self.needs_reference = True  # theta_0's forget NLLs, whatever the retain term
 
     def loss(self, model, batch, reference=None):
         f = batch["forget"]
-        out = model(input_ids=f["input_ids"], attention_mask=f["attention_mask"])
-        nll, count = sequence_nll(out.logits, f["labels"])
+        nll, count = answer_forward(model, f).sequence_nll()
         ref = reference.sequence_nll("forget", f)
         if self.reduction == "mean_token":
             nll, ref = nll / count.clamp_min(1), ref / count.clamp_min(1)
         forget = npo_loss(nll, ref, self.beta)
         logs = {"forget_loss": forget.detach(), "forget_nll": (nll / count.clamp_min(1)).mean().detach()}
-        return add_retain(self, self.forget_weight * forget, logs, model, batch, reference)
+        return self.retain.add({"forget": self.forget_weight * forget}, logs, model, batch, reference)

@@ -4,14 +4,15 @@ from typing import List, Optional
 
 import torch
 
+from unlearn_cli.contracts import Method
 from unlearn_cli.errors import UserError
 from unlearn_cli.methods._steering import SteeringSite, steering_terms
 from unlearn_cli.registry import METHODS
 
 
 @METHODS.register("rmu")
-class RMU:
-    """RMU (Li et al. 2024, WMDP, arXiv 2403.03218): ``MSE(h_l(x_f), c u) + alpha MSE(h_l(x_r), h_l^0(x_r))``.
+class RMU(Method):
+    """RMU (Li et al. 2024, WMDP, arXiv 2403.03218): terms ``forget = MSE(h_l(x_f), c u)``, ``retain = alpha MSE(h_l(x_r), h_l^0(x_r))``.
 
     ``h_l`` is the output of decoder block ``layer`` (0-based) under theta, ``h_l^0`` under the frozen
     theta_0; ``u = r/||r||``, ``r ~ U[0,1)^d`` is drawn once in ``setup`` from torch's seeded global
@@ -24,6 +25,7 @@ class RMU:
 
     needs_reference = True
     needs_retain = True
+    needs_hooks = True
     reference_splits = ()
 
     def __init__(self, layer: int = 7, trainable_layers: Optional[List[int]] = None,
@@ -52,5 +54,6 @@ class RMU:
             raise RuntimeError("RMU.setup(model, reference) must run before loss()")
         forget, retain, h_f = steering_terms(model, batch, reference, self.layer,
                                              self.steering_coeff * self.control, self.mask_padding)
-        return forget + self.alpha * retain, {"forget_loss": forget.detach(), "retain_loss": retain.detach(),
-                                              "forget_act_norm": h_f.detach().float().norm(dim=-1).mean()}
+        return {"forget": forget, "retain": self.alpha * retain}, {
+            "forget_loss": forget.detach(), "retain_loss": retain.detach(),
+            "forget_act_norm": h_f.detach().float().norm(dim=-1).mean()}

@@ -4,15 +4,16 @@ from typing import List, Optional
 
 import torch
 
-from unlearn_cli.models import layers as hooks
+from unlearn_cli.contracts import Method
 from unlearn_cli.errors import UserError
 from unlearn_cli.losses import masked_l2, relu_cosine
+from unlearn_cli.models.layers import check_layers, check_trainable, freeze_except, hidden_states
 from unlearn_cli.registry import METHODS
 
 
 @METHODS.register("rr")
-class RepresentationRerouting:
-    """RR / circuit breakers (Zou et al. 2024, arXiv 2406.04313): ``c_s L_rr + c_r L_ret``.
+class RepresentationRerouting(Method):
+    """RR / circuit breakers (Zou et al. 2024, arXiv 2406.04313): terms ``forget = c_s L_rr``, ``retain = c_r L_ret``.
 
     ``L_rr = mean_l mean_t ReLU(cos(h_l(x_f)_t, h_l^0(x_f)_t))`` and
     ``L_ret = mean_l mean_t ||h_l(x_r)_t - h_l^0(x_r)_t||_2`` over the non-padding positions of the
@@ -30,6 +31,7 @@ class RepresentationRerouting:
 
     needs_reference = True
     needs_retain = True
+    needs_hooks = True
     reference_splits = ()
 
     def __init__(self, layers: List[int] = (10, 20), alpha: float = 10.0, schedule_steps: int = 150,
@@ -56,12 +58,12 @@ class RepresentationRerouting:
 
     def check_model(self, model) -> None:
         """Fail before any stage runs if the layer indices or parameter name do not fit ``model``."""
-        hooks.check_layers(model, self.layers, "method.layers")
-        hooks.check_trainable(model, self.trainable_layers, self.param_name)
+        check_layers(model, self.layers, "method.layers")
+        check_trainable(model, self.trainable_layers, self.param_name)
 
     def setup(self, model, reference=None) -> None:
-        hooks.check_layers(model, self.layers, "method.layers")
-        hooks.freeze_except(model, self.trainable_layers, self.param_name)
+        check_layers(model, self.layers, "method.layers")
+        freeze_except(model, self.trainable_layers, self.param_name)
         self.calls = 0
         with torch.no_grad():
             for p in model.parameters():
@@ -84,13 +86,13 @@ class RepresentationRerouting:
         f, r = batch["forget"], batch["retain"]
         c_s, c_r = self.coefficients(self.calls)
         self.calls += 1
-        h_f = hooks.hidden_states(model, f, self.layers)
+        h_f = hidden_states(model, f, self.layers)
         h_f0 = reference.split_hidden("forget", f, self.layers)
-        h_r = hooks.hidden_states(model, r, self.layers)
+        h_r = hidden_states(model, r, self.layers)
         h_r0 = reference.hidden(r, self.layers)
         fm, rm = f["attention_mask"], r["attention_mask"]
         reroute = torch.stack([relu_cosine(h_f[i], h_f0[i].to(h_f[i].device), fm) for i in self.layers]).mean()
         retain = torch.stack([masked_l2(h_r[i], h_r0[i].to(h_r[i].device), rm) for i in self.layers]).mean()
-        loss = c_s * reroute + c_r * retain
-        return loss, {"forget_loss": reroute.detach(), "retain_loss": retain.detach(),
-                      "c_s": torch.tensor(c_s), "c_r": torch.tensor(c_r)}
+        return {"forget": c_s * reroute, "retain": c_r * retain}, {
+            "forget_loss": reroute.detach(), "retain_loss": retain.detach(),
+            "c_s": torch.tensor(c_s), "c_r": torch.tensor(c_r)}

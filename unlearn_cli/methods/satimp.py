@@ -1,14 +1,16 @@
 """SatImp: gradient ascent with saturation x importance token weights."""
 
+from unlearn_cli.contracts import Method
 from unlearn_cli.errors import UserError
-from unlearn_cli.losses import mean_token_nll, satimp_loss
-from unlearn_cli.methods._retain import RetainLoss, add_retain, configure_retain
+from unlearn_cli.losses import satimp_loss
+from unlearn_cli.methods._retain import RetainLoss, RetainTerm
+from unlearn_cli.models.forward import answer_forward
 from unlearn_cli.registry import METHODS
 
 
 @METHODS.register("satimp")
-class SatImp:
-    """SatImp (Yang et al. 2025, arXiv 2505.11953): ``w_f * -mean_t(p_t^b1 (1-p_t)^b2 nll_t) + lambda R``.
+class SatImp(Method):
+    """SatImp (Yang et al. 2025, arXiv 2505.11953): terms ``forget = w_f * -mean_t(p_t^b1 (1-p_t)^b2 nll_t)``, ``retain = lambda R``.
 
     Same form as WGA with the detached weight ``p_t^beta1 * (1 - p_t)^beta2``: the importance factor
     ``p^b1`` favours tokens still well predicted, the saturation factor ``(1-p)^b2`` damps tokens the
@@ -22,11 +24,13 @@ class SatImp:
             raise UserError(f"method.beta1 and method.beta2 must be >= 0, got {beta1}, {beta2}")
         self.beta1 = beta1
         self.beta2 = beta2
-        configure_retain(self, forget_weight, retain_weight, retain_loss)
+        self.forget_weight = forget_weight
+        self.retain = RetainTerm(retain_weight, retain_loss)
+        self.needs_retain = self.retain.active
+        self.needs_reference = self.retain.needs_reference
 
     def loss(self, model, batch, reference=None):
-        f = batch["forget"]
-        logits = model(input_ids=f["input_ids"], attention_mask=f["attention_mask"]).logits
-        forget = satimp_loss(logits, f["labels"], self.beta1, self.beta2)
-        logs = {"forget_loss": forget.detach(), "forget_nll": mean_token_nll(logits, f["labels"]).detach()}
-        return add_retain(self, self.forget_weight * forget, logs, model, batch, reference)
+        out = answer_forward(model, batch["forget"])
+        forget = satimp_loss(*out.token_nll(), self.beta1, self.beta2)
+        logs = {"forget_loss": forget.detach(), "forget_nll": out.mean_nll().detach()}
+        return self.retain.add({"forget": self.forget_weight * forget}, logs, model, batch, reference)

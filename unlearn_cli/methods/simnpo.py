@@ -1,22 +1,22 @@
 """Simple NPO: reference-free, length-normalised NPO."""
 
-from unlearn_cli.losses import sequence_nll, simnpo_loss
-from unlearn_cli.methods._retain import RetainLoss, add_retain
+from unlearn_cli.contracts import Method
 from unlearn_cli.errors import UserError
+from unlearn_cli.losses import simnpo_loss
+from unlearn_cli.methods._retain import RetainLoss, RetainTerm
+from unlearn_cli.models.forward import answer_forward
 from unlearn_cli.registry import METHODS
 
 
 @METHODS.register("simnpo")
-class SimNPO:
-    """SimNPO (Fan et al. 2024, arXiv 2410.07163): ``w_f (2/beta) mean softplus(-beta (l_bar - gamma)) + lambda R``.
+class SimNPO(Method):
+    """SimNPO (Fan et al. 2024, arXiv 2410.07163): terms ``forget = w_f (2/beta) mean softplus(-beta (l_bar - gamma))``, ``retain = lambda R``.
 
     ``l_bar`` is the per-sequence mean answer NLL (no reference model). R: retain NLL (default,
     "simnpo_grad_diff") or KL to theta_0. Defaults: TOFU forget10 beta 4.5, w_f 0.125, lambda 1,
     gamma 0; MUSE beta 0.7, lambda 0.1, gamma 0.1 (methods.md §2.5); benchmark-specific values
     live in ``conf/tuning``.
     """
-
-    needs_retain = True
 
     def __init__(self, beta: float = 2.5, gamma: float = 0.0, forget_weight: float = 1.0,
                  retain_weight: float = 1.0, retain_loss: RetainLoss = "nll"):
@@ -25,16 +25,13 @@ class SimNPO:
         self.beta = beta
         self.gamma = gamma
         self.forget_weight = forget_weight
-        self.retain_weight = retain_weight
-        self.retain_loss = retain_loss
-        self.needs_reference = retain_loss == "kl" and retain_weight > 0
-        self.needs_retain = retain_weight > 0
+        self.retain = RetainTerm(retain_weight, retain_loss)
+        self.needs_retain = self.retain.active
+        self.needs_reference = self.retain.needs_reference
 
     def loss(self, model, batch, reference=None):
-        f = batch["forget"]
-        out = model(input_ids=f["input_ids"], attention_mask=f["attention_mask"])
-        nll, count = sequence_nll(out.logits, f["labels"])
+        nll, count = answer_forward(model, batch["forget"]).sequence_nll()
         mean_nll = nll / count.clamp_min(1)
         forget = simnpo_loss(mean_nll, self.beta, self.gamma)
         logs = {"forget_loss": forget.detach(), "forget_nll": mean_nll.mean().detach()}
-        return add_retain(self, self.forget_weight * forget, logs, model, batch, reference)
+        return self.retain.add({"forget": self.forget_weight * forget}, logs, model, batch, reference)

@@ -1,14 +1,16 @@
 """Weighted gradient ascent: GA with each forget token weighted by its (detached) probability."""
 
+from unlearn_cli.contracts import Method
 from unlearn_cli.errors import UserError
-from unlearn_cli.losses import mean_token_nll, wga_loss
-from unlearn_cli.methods._retain import RetainLoss, add_retain, configure_retain
+from unlearn_cli.losses import wga_loss
+from unlearn_cli.methods._retain import RetainLoss, RetainTerm
+from unlearn_cli.models.forward import answer_forward
 from unlearn_cli.registry import METHODS
 
 
 @METHODS.register("wga")
-class WGA:
-    """WGA (Wang et al. 2025, arXiv 2502.19301, id from memory): ``w_f * -mean_t(p_t^beta * nll_t) + lambda R``.
+class WGA(Method):
+    """WGA (Wang et al. 2025, arXiv 2502.19301, id from memory): terms ``forget = w_f * -mean_t(p_t^beta * nll_t)``, ``retain = lambda R``.
 
     ``nll_t`` is the gold-token NLL of supervised forget token t, ``p_t = exp(-nll_t)``; the weight
     ``p_t^beta`` is detached, so tokens the model has already forgotten (small p_t) stop driving the
@@ -21,11 +23,13 @@ class WGA:
         if beta < 0:
             raise UserError(f"method.beta must be >= 0, got {beta}")
         self.beta = beta
-        configure_retain(self, forget_weight, retain_weight, retain_loss)
+        self.forget_weight = forget_weight
+        self.retain = RetainTerm(retain_weight, retain_loss)
+        self.needs_retain = self.retain.active
+        self.needs_reference = self.retain.needs_reference
 
     def loss(self, model, batch, reference=None):
-        f = batch["forget"]
-        logits = model(input_ids=f["input_ids"], attention_mask=f["attention_mask"]).logits
-        forget = wga_loss(logits, f["labels"], self.beta)
-        logs = {"forget_loss": forget.detach(), "forget_nll": mean_token_nll(logits, f["labels"]).detach()}
-        return add_retain(self, self.forget_weight * forget, logs, model, batch, reference)
+        out = answer_forward(model, batch["forget"])
+        forget = wga_loss(*out.token_nll(), self.beta)
+        logs = {"forget_loss": forget.detach(), "forget_nll": out.mean_nll().detach()}
+        return self.retain.add({"forget": self.forget_weight * forget}, logs, model, batch, reference)

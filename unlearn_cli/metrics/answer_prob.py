@@ -4,11 +4,12 @@ from typing import List
 
 import torch
 
+from unlearn_cli.contracts import Metric
 from unlearn_cli.registry import METRICS
 
 
 @METRICS.register("answer_prob")
-class AnswerProbability:
+class AnswerProbability(Metric):
     """Mean over questions of ``exp(-l_bar(a|q))``: the per-token geometric-mean probability of the
     gold answer given the prompt (TOFU "Probability" on forget/retain splits, arXiv 2401.06121)."""
 

@@ -4,7 +4,8 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
-from unlearn_cli.eval import stats as _stats
+from unlearn_cli.contracts import Metric
+from unlearn_cli.eval import stats
 from unlearn_cli.metrics._common import label
 from unlearn_cli.registry import METRICS
 
@@ -19,7 +20,7 @@ def cut(text: str) -> str:
 
 
 @METRICS.register("knowmem")
-class KnowMem:
+class KnowMem(Metric):
     """MUSE KnowMem (arXiv 2407.06460; benchmarks.md 2): few-shot prompt of the ICL pairs rendered
     ``"Question: {q}\\nAnswer: {a}\\n\\n"`` then ``"Question: {question}\\nAnswer: "``; greedy, at most
     ``max_new_tokens`` (32) tokens, cut at ``"\\n\\n"`` / ``"\\nQuestion"`` / ``"Question:"``;
@@ -45,6 +46,6 @@ class KnowMem:
         out = {}
         for split in self.eval_splits:
             gens = scorer.generations(split, f"icl:{self.icl[split]}", self.max_new_tokens)
-            f1 = [_stats.rouge_l(cut(g), it.answer, False)[1] for g, it in zip(gens, scorer.items[split])]
+            f1 = [stats.rouge_l(cut(g), it.answer, False)[1] for g, it in zip(gens, scorer.items[split])]
             out[f"{label(split, 'knowmem_')}_knowmem"] = 100.0 * float(np.mean(f1))
         return out

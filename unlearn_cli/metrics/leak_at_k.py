@@ -4,23 +4,24 @@ from typing import List, Literal, Optional
 
 import numpy as np
 
+from unlearn_cli.contracts import Metric
 from unlearn_cli.errors import UserError
-from unlearn_cli.eval import stats as _stats
+from unlearn_cli.eval import stats
 from unlearn_cli.metrics._common import leaks
 from unlearn_cli.metrics._entailment import entailed
 from unlearn_cli.registry import METRICS
-from unlearn_cli.eval.scorer import Sampling, check_sampling
+from unlearn_cli.eval.decode import Sampling, check_sampling
 
 
 @METRICS.register("leak_at_k")
-class LeakAtK:
+class LeakAtK(Metric):
     """leak@k (arXiv 2511.04934; methods.md 5.6): probability that at least one of k sampled answers
     reveals the gold fact, averaged over queries.
 
     Per query, ``n`` answers are sampled (``num_return_sequences``, batched) under each policy of
     the grid ``temperatures`` x ``top_ps`` (``top_k``; ``max_new_tokens`` defaults to
     ``eval.decode``), ``c`` of them judged leaking, and the unbiased estimator
-    ``leak@k = 1 - C(n-c, k)/C(n, k)`` (``_stats.leak_at_k``) is averaged over queries for every
+    ``leak@k = 1 - C(n-c, k)/C(n, k)`` (``stats.leak_at_k``) is averaged over queries for every
     ``k`` in ``ks`` (each <= n). Judge (``judge``): ``contains`` = qa_acc's fact-containment test
     (fictional benchmark), ``rouge`` = ROUGE-L recall vs the gold answer >= ``threshold`` (TOFU-like
     full answers), ``auto`` = per item, ``contains`` when it has a short gold value, else ``rouge``,
@@ -71,7 +72,7 @@ class LeakAtK:
             counts = self._entailed_counts(scorer, samples, items)
         else:
             counts = [sum(leaks(self.judge, self.threshold, g, it) for g in gens) for gens, it in zip(samples, items)]
-        return {"leak": {k: float(np.mean([_stats.leak_at_k(self.n, c, k) for c in counts])) for k in self.ks},
+        return {"leak": {k: float(np.mean([stats.leak_at_k(self.n, c, k) for c in counts])) for k in self.ks},
                 "counts": counts}
 
     def _entailed_counts(self, scorer, samples, items) -> List[int]:

@@ -2,14 +2,15 @@
 
 from typing import Dict, List, Optional, Union
 
+from unlearn_cli.contracts import Metric
 from unlearn_cli.errors import UserError
 from unlearn_cli.metrics._common import label
 from unlearn_cli.registry import METRICS
-from unlearn_cli.eval.scorer import fewshot_pool
+from unlearn_cli.eval.inputs import fewshot_pool
 
 
 @METRICS.register("mcq_acc")
-class MCQAccuracy:
+class MCQAccuracy(Metric):
     """MCQ accuracy as in lm-evaluation-harness (WMDP arXiv 2403.03218; MMLU, Hendrycks et al. 2021).
 
     Prompt (benchmarks.md 3-4): ``"The following are multiple choice questions (with answers) about
@@ -76,7 +77,7 @@ class MCQAccuracy:
         splits = self.splits
         if self.backend == "lm_eval":
             from unlearn_cli.eval.harness import harness_accuracy
-            local = {s: (scorer.inputs.mcq_texts(s, self.shots(s)), scorer.mcq[s])
+            local = {s: (scorer.mcq_texts(s, self.shots(s)), scorer.mcq[s])
                      for s in splits if s not in self.harness_tasks}
             official = {s: (self.harness_tasks[s], self.shots(s)) for s in splits if s in self.harness_tasks}
             acc = harness_accuracy(scorer.model, scorer.tokenizer, local, official, scorer.decode.batch_size)

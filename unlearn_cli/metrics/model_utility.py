@@ -4,13 +4,14 @@ from typing import List
 
 import numpy as np
 
-from unlearn_cli.eval import stats as _stats
-from unlearn_cli.metrics._common import greedy_requests, rouge_scores, truth_ratios
+from unlearn_cli.contracts import Metric
+from unlearn_cli.eval import stats
+from unlearn_cli.metrics._common import greedy_requests, rouge_scores
 from unlearn_cli.registry import METRICS
 
 
 @METRICS.register("model_utility")
-class ModelUtility:
+class ModelUtility(Metric):
     """TOFU Model Utility (arXiv 2401.06121; methods.md 5.1): harmonic mean of 9 numbers,
     {Probability, ROUGE-L recall, truth-ratio utility term} x {retain, real_authors, world_facts}.
 
@@ -37,9 +38,9 @@ class ModelUtility:
             if split in self.normalised:
                 sums, counts = scorer.answer_nll(split, "perturbed")
                 pert = (sums / counts.clamp_min(1)).double().numpy()
-                prob = float(_stats.normalised_prob(scorer.mean_nll(split), pert).mean())
+                prob = float(stats.normalised_prob(scorer.mean_nll(split), pert).mean())
             else:
                 prob = float(np.exp(-scorer.mean_nll(split)).mean())
             recall, _ = rouge_scores(scorer, split)
-            values += [prob, float(recall.mean()), _stats.truth_ratio_utility(truth_ratios(scorer, split))]
-        return {"model_utility": _stats.harmonic_mean(values)}
+            values += [prob, float(recall.mean()), stats.truth_ratio_utility(scorer.truth_ratios(split))]
+        return {"model_utility": stats.harmonic_mean(values)}

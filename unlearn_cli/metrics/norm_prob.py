@@ -2,12 +2,13 @@
 
 from typing import List
 
-from unlearn_cli.eval import stats as _stats
+from unlearn_cli.contracts import Metric
+from unlearn_cli.eval import stats
 from unlearn_cli.registry import METRICS
 
 
 @METRICS.register("norm_prob")
-class NormalisedProbability:
+class NormalisedProbability(Metric):
     """TOFU Probability on real_authors / world_facts (arXiv 2401.06121; benchmarks.md 1):
     ``mean_q P(a) / (P(a) + sum_j P(a~_j))`` with ``P = exp(-l_bar)`` the length-normalised
     probabilities of the true and of the perturbed answers. Key ``<split>_norm_prob``."""
@@ -23,5 +24,5 @@ class NormalisedProbability:
         for split in self.splits:
             sums, counts = scorer.answer_nll(split, "perturbed")
             pert = (sums / counts.clamp_min(1)).double().numpy()
-            out[f"{split}_norm_prob"] = float(_stats.normalised_prob(scorer.mean_nll(split), pert).mean())
+            out[f"{split}_norm_prob"] = float(stats.normalised_prob(scorer.mean_nll(split), pert).mean())
         return out

@@ -4,6 +4,7 @@ from typing import List, Optional
 
 import numpy as np
 
+from unlearn_cli.contracts import Metric
 from unlearn_cli.errors import UserError
 from unlearn_cli.metrics._common import greedy_requests, rouge_scores
 from unlearn_cli.metrics._entailment import entailed
@@ -11,7 +12,7 @@ from unlearn_cli.registry import METRICS
 
 
 @METRICS.register("open_qa")
-class OpenQA:
+class OpenQA(Metric):
     """Open-QA accuracy (issue spec; the judge follows the NLI-based answer checking used for
     unlearning audits, e.g. leak@k arXiv 2511.04934): the greedy free-form answer to each question
     counts as correct when its ROUGE-L recall against the gold answer (stemming on) is >= ``gate``

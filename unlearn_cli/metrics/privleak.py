@@ -3,16 +3,16 @@
 import logging
 from typing import Optional
 
-from unlearn_cli.eval import stats as _stats
-from unlearn_cli.metrics._common import label, reference_value
-from unlearn_cli.metrics.mia_auc import mia_scores
+from unlearn_cli.contracts import Metric
+from unlearn_cli.eval import stats
+from unlearn_cli.metrics._common import label, oracle_or_warn
 from unlearn_cli.registry import METRICS
 
 log = logging.getLogger("unlearn_cli")
 
 
 @METRICS.register("privleak")
-class PrivLeak:
+class PrivLeak(Metric):
     """MUSE PrivLeak (arXiv 2407.06460; methods.md 5.2): Min-K% (``k`` = 0.4) ROC-AUC of ``members``
     (forget texts) vs ``nonmembers`` (holdout texts), relative to the retrained model:
     ``(AUC - AUC_ref) / AUC_ref * 100``. ``AUC_ref`` is the oracle stage's AUC when the run evaluates
@@ -23,6 +23,7 @@ class PrivLeak:
 
     higher_is_better = False  # |privleak| is what matters; closer to 0 is better
     version = 1
+    baseline = "oracle"
 
     def __init__(self, members: str = "privleak_forget", nonmembers: str = "privleak_holdout", k: float = 0.4,
                  reference_auc: Optional[float] = None):
@@ -31,16 +32,22 @@ class PrivLeak:
         self.splits = [members, nonmembers]
 
     def compute(self, scorer):
-        auc = _stats.roc_auc(mia_scores(scorer, self.members, "min_k", self.k),
-                             mia_scores(scorer, self.nonmembers, "min_k", self.k))
-        key = f"privleak_auc/{self.members}/{self.nonmembers}/{self.k}"
-        scorer.exports[key] = auc
+        auc = scorer.mia_auc(self.members, self.nonmembers, "min_k", self.k)
         name = label(self.members, "privleak_")
         out = {f"{name}_privleak_auc": auc}
-        ref = reference_value(scorer, key, self.reference_auc, what="privleak")
+        ref = self._reference_auc(scorer)
         if ref is not None and ref <= 0:
             log.warning("privleak: the reference (oracle) AUC is 0, so the relative leak is undefined; "
                         "omitted at stage '%s' (too few member/non-member texts?)", scorer.stage)
         elif ref is not None:
-            out[f"{name}_privleak"] = _stats.privleak(auc, ref)
+            out[f"{name}_privleak"] = stats.privleak(auc, ref)
         return out
+
+    def _reference_auc(self, scorer):
+        """The oracle stage's AUC, else the ``reference_auc`` constant, else None (warned)."""
+        oracle = scorer.baseline("oracle")
+        if oracle is not None:
+            return oracle.mia_auc(self.members, self.nonmembers, "min_k", self.k)
+        if self.reference_auc is not None:
+            return self.reference_auc
+        return oracle_or_warn(scorer, "privleak")

@@ -2,13 +2,14 @@
 
 from typing import List
 
+from unlearn_cli.contracts import Metric
 from unlearn_cli.metrics._common import greedy_requests
 from unlearn_cli.metrics._text import contains_value
 from unlearn_cli.registry import METRICS
 
 
 @METRICS.register("qa_acc")
-class QAAccuracy:
+class QAAccuracy(Metric):
     """Fraction of questions whose greedy answer contains the gold value (normalised, word boundaries).
 
     The gold value is the short fact (a city, a year, ...), so "X was born in Velwick." and

@@ -2,13 +2,14 @@
 
 from typing import List, Literal
 
+from unlearn_cli.contracts import Metric
 from unlearn_cli.errors import UserError
 from unlearn_cli.metrics._common import greedy_requests, rouge_scores
 from unlearn_cli.registry import METRICS
 
 
 @METRICS.register("rouge_l")
-class RougeL:
+class RougeL(Metric):
     """Mean ROUGE-L (Lin 2004; ``rouge_score``) of the greedy answer vs the gold answer.
 
     ``measure``: ``recall`` = LCS / |reference| (TOFU's ROUGE, arXiv 2401.06121, stemming on;

@@ -4,13 +4,13 @@ from typing import List
 
 import numpy as np
 
-from unlearn_cli.eval import stats as _stats
-from unlearn_cli.metrics._common import truth_ratios
+from unlearn_cli.contracts import Metric
+from unlearn_cli.eval import stats
 from unlearn_cli.registry import METRICS
 
 
 @METRICS.register("truth_ratio")
-class TruthRatio:
+class TruthRatio(Metric):
     """TOFU Truth Ratio (Maini et al., arXiv 2401.06121; benchmarks.md 1, methods.md 5.1).
 
     Per item ``R = exp(l_base - mean_j l_pert_j)`` with length-normalised NLLs ``l`` of the
@@ -31,7 +31,7 @@ class TruthRatio:
     def compute(self, scorer):
         out = {}
         for split in self.splits:
-            r = truth_ratios(scorer, split)
-            summary = _stats.truth_ratio_forget if split in self.forget_splits else _stats.truth_ratio_utility
+            r = scorer.truth_ratios(split)
+            summary = stats.truth_ratio_forget if split in self.forget_splits else stats.truth_ratio_utility
             out[f"{split}_truth_ratio"] = summary(np.asarray(r))
         return out

@@ -4,13 +4,14 @@ from typing import List
 
 import numpy as np
 
-from unlearn_cli.eval import stats as _stats
+from unlearn_cli.contracts import Metric
+from unlearn_cli.eval import stats
 from unlearn_cli.metrics._common import greedy_requests, label
 from unlearn_cli.registry import METRICS
 
 
 @METRICS.register("verbmem")
-class VerbMem:
+class VerbMem(Metric):
     """MUSE VerbMem (Shi et al., arXiv 2407.06460; methods.md 5.2): greedy continuation of at most
     ``max_new_tokens`` (128) tokens from the raw passage prefix (no QA template), scored by ROUGE-L
     F1 (no stemming) against the first ``max_new_tokens`` tokens of the true continuation;
@@ -35,6 +36,6 @@ class VerbMem:
             gens = scorer.generations(split, "raw", self.max_new_tokens)
             refs = [tok.decode(tok(it.answer, add_special_tokens=False)["input_ids"][:self.max_new_tokens])
                     for it in scorer.items[split]]
-            f1 = [_stats.rouge_l(g, r, False)[1] for g, r in zip(gens, refs)]
+            f1 = [stats.rouge_l(g, r, False)[1] for g, r in zip(gens, refs)]
             out[f"{label(split, 'verbmem_')}_verbmem"] = 100.0 * float(np.mean(f1))
         return out

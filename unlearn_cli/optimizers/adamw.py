@@ -4,14 +4,14 @@ from typing import List
 
 import torch
 
+from unlearn_cli.contracts import OptimizerSpec
 from unlearn_cli.registry import OPTIMIZERS
 
 
 @OPTIMIZERS.register("adamw")
-class AdamW:
+class AdamW(OptimizerSpec):
     """AdamW (Loshchilov & Hutter 2019): Adam with decoupled weight decay (torch implementation)."""
 
-    first_order = True
 
     def __init__(self, betas: List[float] = (0.9, 0.999), eps: float = 1e-8, weight_decay: float = 0.0):
         self.betas = tuple(betas)

@@ -2,14 +2,14 @@
 
 import torch
 
+from unlearn_cli.contracts import OptimizerSpec
 from unlearn_cli.registry import OPTIMIZERS
 
 
 @OPTIMIZERS.register("sgd")
-class SGD:
+class SGD(OptimizerSpec):
     """SGD with optional (Nesterov) momentum and L2 weight decay (torch implementation)."""
 
-    first_order = True
 
     def __init__(self, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
         self.momentum = momentum

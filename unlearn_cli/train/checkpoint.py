@@ -40,7 +40,7 @@ def save(run_dir: Path, step: int, model, optimizer, scheduler, stream, method, 
         "scheduler": scheduler.state_dict(),
         "stream": stream.state_dict(),
         "torch_rng": torch.get_rng_state(),
-        "method": method.state_dict() if hasattr(method, "state_dict") else {},
+        "method": method.state_dict(),
     }, tmp / "trainer_state.pt")
     replace_dir(tmp, final)
 
@@ -64,8 +64,7 @@ def restore(run_dir: Path, state: dict, model, optimizer, scheduler, stream, met
     scheduler.load_state_dict(state["scheduler"])
     stream.load_state_dict(state["stream"])
     torch.set_rng_state(state["torch_rng"])
-    if hasattr(method, "load_state_dict"):
-        method.load_state_dict(state["method"])
+    method.load_state_dict(state["method"])
     return int(state["step"]) + 1
 
 

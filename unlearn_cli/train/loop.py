@@ -1,133 +1,42 @@
 """The one training loop used by the prepare stage, every unlearning method and fine-tuning attacks.
 
-Each step builds a closure that computes the loss on the step's batch (with gradient
-accumulation and clipping) and calls ``optimizer.step(closure)``; optimizers that need several
-loss evaluations per step (SAM, zeroth-order, hybrid) call the closure again. A non-finite loss
-or gradient raises ``NonFiniteLossError`` inside the closure, before any update, so the weights
-stay at the last good step.
+The closure contract (what every optimizer may rely on)
+-------------------------------------------------------
+Each step builds a :class:`StepClosure` over the step's micro-batches and calls
+``optimizer.step(closure)``. Calling the closure evaluates the objective, the sum of the named loss
+terms an objective returns (``forget``, ``retain``, plug-in terms, ...):
+
+* ``closure()`` -- all terms, with backward: gradients of the trainable parameters are reset, each
+  micro-batch's loss is back-propagated divided by ``grad_accum``, the accumulated gradient is
+  clipped to ``max_grad_norm``; returns the step loss (fp32, mean over micro-batches);
+* ``closure(terms=["forget"])`` -- only those terms (SAM, randomized smoothing, gradient penalty
+  and curvature wrappers perturb or penalise the forget term alone; the retain term is taken at theta);
+* ``closure(backward=False)`` -- forward only, under ``torch.no_grad``: no gradient is touched, the
+  loss is accumulated in fp32 (zeroth-order estimates take differences of such values).
+
+Every evaluation re-runs the forward at the current weights, so an optimizer may perturb the weights
+between calls and must restore them itself. ``closure.logs`` holds the last evaluation's logs.
+A non-finite loss or gradient norm raises ``NonFiniteLossError`` inside the closure, before any
+update, so the weights stay at the last good step. Accumulation, clipping and that guard live in
+the closure alone, for the plain path and the DeepSpeed path (where the engine back-propagates,
+clips, accumulates and steps; only single-evaluation first-order optimizers run there).
 """
 
 from __future__ import annotations
 
-import contextlib
-import math
-from dataclasses import dataclass
-from typing import Callable, Dict, Iterator, Literal, Optional
+import functools
+import operator
+from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
 
 from unlearn_cli import progress
-from unlearn_cli.train import distributed
-from unlearn_cli.data.encoding import EncodedQA
 from unlearn_cli.errors import NonFiniteLossError
+from unlearn_cli.train import distributed
+from unlearn_cli.train.batches import BatchStream, to_device
+from unlearn_cli.train.settings import TrainSettings, autocast_factory, make_scheduler
 
-
-@dataclass
-class TrainSettings:
-    """Loop hyperparameters (the ``unlearn`` section, the ``prepare`` section, attack budgets).
-
-    ``steps`` wins over ``epochs``; an epoch is one pass over the first (primary) data split.
-    """
-
-    lr: float = 1e-5
-    steps: Optional[int] = None
-    epochs: Optional[float] = None
-    batch_size: int = 32
-    retain_batch_size: int = 32
-    grad_accum: int = 1
-    warmup_steps: int = 0
-    schedule: Literal["constant", "linear", "cosine"] = "constant"
-    min_lr_ratio: float = 0.0
-    max_grad_norm: Optional[float] = 1.0
-    precision: Literal["fp32", "bf16"] = "bf16"
-    log_every: int = 1
-
-
-def autocast_factory(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
-    """A zero-argument context factory: bf16 autocast, or a no-op for fp32."""
-    if precision == "bf16":
-        return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
-    return contextlib.nullcontext
-
-
-def total_steps(settings: TrainSettings, primary_size: int, batch_size: int) -> int:
-    if settings.steps is not None:
-        return int(settings.steps)
-    if settings.epochs is None:
-        raise ValueError("set steps or epochs")
-    per_epoch = math.ceil(primary_size / (batch_size * settings.grad_accum))
-    return max(1, math.ceil(settings.epochs * per_epoch))
-
-
-def lr_lambda(settings: TrainSettings, steps: int) -> Callable[[int], float]:
-    """Linear warm-up then constant / linear / cosine decay to ``min_lr_ratio``."""
-    warm, floor = settings.warmup_steps, settings.min_lr_ratio
-
-    def fn(step: int) -> float:
-        if step < warm:
-            return (step + 1) / warm
-        if settings.schedule == "constant":
-            return 1.0
-        progress_ = (step - warm) / max(1, steps - warm)
-        if settings.schedule == "linear":
-            return floor + (1 - floor) * max(0.0, 1 - progress_)
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(1.0, progress_)))
-
-    return fn
-
-
-class BatchStream:
-    """Infinite stream of step batches: one mini-batch per named split, each reshuffled per epoch.
-
-    ``sizes`` maps split name to batch size; the seeded generator makes the stream reproducible.
-    ``aligned`` maps a split to a primary split whose indices it reuses, for index-aligned views
-    of the same examples (e.g. forget questions with refusal answers next to the true answers).
-    ``shard=(rank, world)`` keeps rows ``rank::world`` of each global batch.
-    """
-
-    def __init__(self, splits: Dict[str, EncodedQA], sizes: Dict[str, int], pad_id: int, seed: int,
-                 aligned: Optional[Dict[str, str]] = None, shard: tuple = (0, 1)):
-        self.aligned = dict(aligned or {})
-        for name, primary in self.aligned.items():
-            if len(splits[name]) != len(splits[primary]):
-                raise ValueError(f"split '{name}' must be index-aligned with '{primary}'")
-        self.splits = splits
-        self.sizes = {k: min(sizes[k], len(v)) for k, v in splits.items() if k not in self.aligned}
-        self.pad_id = pad_id
-        self.gen = torch.Generator().manual_seed(seed)
-        self._orders = {k: [] for k in self.sizes}
-        self.rank, self.world = shard
-
-    def _take(self, name: str):
-        order = self._orders[name]
-        need = self.sizes[name]
-        while len(order) < need:
-            order.extend(torch.randperm(len(self.splits[name]), generator=self.gen).tolist())
-        idx, self._orders[name] = order[:need], order[need:]
-        return idx
-
-    def state_dict(self) -> dict:
-        """Position in the stream: pending shuffle orders and the generator state."""
-        return {"orders": {k: list(v) for k, v in self._orders.items()}, "gen": self.gen.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self._orders = {k: list(v) for k, v in state["orders"].items()}
-        self.gen.set_state(state["gen"])
-
-    def __iter__(self) -> Iterator[Dict[str, Dict[str, torch.Tensor]]]:
-        while True:
-            # every rank draws the same global batch, then keeps its rows (data parallelism)
-            idx = {k: self._take(k)[self.rank::self.world] for k in self.sizes}
-            idx.update({k: idx[p] for k, p in self.aligned.items()})
-            yield {k: self.splits[k].batch(idx[k], self.pad_id) for k in self.splits}
-
-
-def _to(batch, dev):
-    return {k: (_to(v, dev) if isinstance(v, dict) else v.to(dev)) for k, v in batch.items()}
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings, steps: int):
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(settings, steps))
+Objective = Callable[[object, dict], tuple]  # (model, batch) -> (terms, logs)
 
 
 def _check_finite(value: torch.Tensor, what: str, stage: str, step: int) -> None:
@@ -138,71 +47,100 @@ def _check_finite(value: torch.Tensor, what: str, stage: str, step: int) -> None
             f"lower the learning rate or check the method's hyperparameters")
 
 
-def train(model, loss_fn, stream: BatchStream, optimizer: torch.optim.Optimizer, settings: TrainSettings,
-          steps: int, *, stage: str, log: Callable[[str, int, Dict[str, float]], None],
+def sum_terms(terms: Dict[str, torch.Tensor], names: Optional[Iterable[str]] = None) -> torch.Tensor:
+    """The sum of ``terms`` (all, or those in ``names``), added left to right in the terms' order."""
+    if names is not None:
+        wanted = list(names)
+        unknown = [n for n in wanted if n not in terms]
+        if unknown:
+            raise ValueError(f"loss term '{unknown[0]}' is not among this objective's terms: {', '.join(terms)}")
+        terms = {k: v for k, v in terms.items() if k in wanted}
+    if not terms:
+        raise ValueError("no loss term selected")
+    return functools.reduce(operator.add, terms.values())
+
+
+class StepClosure:
+    """The objective of one optimisation step (see the module docstring for the contract)."""
+
+    def __init__(self, model, objective: Objective, micro_batches: Sequence[dict], settings: TrainSettings,
+                 params: List[torch.nn.Parameter], *, stage: str, step: int, device: torch.device, engine=None):
+        self.model, self.objective, self.micro = model, objective, list(micro_batches)
+        self.settings, self.params, self.engine = settings, params, engine
+        self.stage, self.step = stage, step
+        self.device = device
+        self.autocast = autocast_factory(settings.precision, device)
+        self.logs: Dict[str, torch.Tensor] = {}
+        self.term_names: List[str] = []
+
+    def __call__(self, terms: Optional[Iterable[str]] = None, backward: bool = True) -> torch.Tensor:
+        accum = self.settings.grad_accum
+        if backward and self.engine is None:
+            for p in self.params:  # gradients of this evaluation only (optimizers keep what they need)
+                p.grad = None
+        self.logs = {}
+        total = torch.zeros((), device=self.device)
+        with torch.enable_grad() if backward else torch.no_grad():
+            for mb in self.micro:
+                with self.autocast():
+                    parts, logs = self.objective(self.model, mb)
+                self.term_names = list(parts)
+                loss = sum_terms(parts, terms)
+                _check_finite(loss.detach(), "loss", self.stage, self.step)
+                if backward and self.engine is not None:
+                    self.engine.backward(loss)  # the engine scales by 1/grad_accum and accumulates
+                    self.engine.step()          # a real update only at the accumulation boundary
+                elif backward:
+                    (loss / accum).backward()
+                total = total + loss.detach().float() / accum
+                for k, v in logs.items():
+                    self.logs[k] = self.logs.get(k, 0.0) + v.float() / accum
+        if backward:
+            self._gradient_norm()
+        return total
+
+    def _gradient_norm(self) -> None:
+        """Clip (plain path) and log the global gradient norm; the engine clips by itself."""
+        if self.engine is not None:
+            norm = self.engine.get_global_grad_norm()
+            if norm is not None:
+                self.logs["grad_norm"] = torch.as_tensor(float(norm))
+        elif self.settings.max_grad_norm:
+            norm = torch.nn.utils.clip_grad_norm_(self.params, self.settings.max_grad_norm)
+            _check_finite(norm.detach(), "gradient norm", self.stage, self.step)
+            self.logs["grad_norm"] = norm.detach()
+
+
+def train(model, objective: Objective, stream: BatchStream, optimizer: torch.optim.Optimizer,
+          settings: TrainSettings, steps: int, *, stage: str, log: Callable[[str, int, Dict[str, float]], None],
           device: torch.device, after_step: Optional[Callable[[int], None]] = None,
           scheduler=None, engine=None, start_step: int = 0) -> Dict[str, float]:
-    """Run optimisation steps ``start_step..steps-1`` of ``loss_fn(model, batch) -> (loss, logs)``.
+    """Run optimisation steps ``start_step..steps-1`` of ``objective(model, batch) -> (terms, logs)``.
 
-    Returns the last step's logged values. ``after_step(step)`` runs after each update (SalUn
-    masks, checkpoints). Raises ``NonFiniteLossError`` on NaN/inf, leaving weights at the last
-    good step. With a DeepSpeed ``engine`` (``model`` is then the engine) backward, clipping,
-    accumulation and the scheduler step are the engine's; otherwise the loop calls
-    ``optimizer.step(closure)``.
+    Returns the last step's logged values. ``after_step(step)`` runs after each update (plug-ins,
+    checkpoints). Raises ``NonFiniteLossError`` on NaN/inf, leaving weights at the last good step.
+    With a DeepSpeed ``engine`` (``model`` is then the engine) the closure runs once per step and
+    the engine performs the update and the scheduler step.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     scheduler = scheduler or make_scheduler(optimizer, settings, steps)
-    autocast = autocast_factory(settings.precision, device)
     batches = iter(stream)
     model.train()
     last: Dict[str, float] = {}
     with progress.bar(stage, steps - start_step) as advance:
         for step in range(start_step, steps):
-            micro = [_to(next(batches), device) for _ in range(settings.grad_accum)]
-            logs: Dict[str, torch.Tensor] = {}
-
-            def engine_step():
-                total = torch.zeros((), device=device)
-                for mb in micro:
-                    with autocast():
-                        loss, parts = loss_fn(model, mb)
-                    _check_finite(loss.detach(), "loss", stage, step)
-                    engine.backward(loss)
-                    engine.step()
-                    total = total + loss.detach() / settings.grad_accum
-                    for k, v in parts.items():
-                        logs[k] = logs.get(k, 0.0) + v.float() / settings.grad_accum
-                norm = engine.get_global_grad_norm()
-                if norm is not None:
-                    logs["grad_norm"] = torch.as_tensor(float(norm))
-                return total
-
-            def closure():
-                optimizer.zero_grad(set_to_none=True)
-                logs.clear()
-                total = torch.zeros((), device=device)
-                for mb in micro:
-                    with autocast():
-                        loss, parts = loss_fn(model, mb)
-                    _check_finite(loss.detach(), "loss", stage, step)
-                    (loss / settings.grad_accum).backward()
-                    total = total + loss.detach() / settings.grad_accum
-                    for k, v in parts.items():
-                        logs[k] = logs.get(k, 0.0) + v.float() / settings.grad_accum
-                if settings.max_grad_norm:
-                    norm = torch.nn.utils.clip_grad_norm_(params, settings.max_grad_norm)
-                    _check_finite(norm.detach(), "gradient norm", stage, step)
-                    logs["grad_norm"] = norm.detach()
-                return total
-
+            micro = [to_device(next(batches), device) for _ in range(settings.grad_accum)]
+            closure = StepClosure(model, objective, micro, settings, params, stage=stage, step=step,
+                                  device=device, engine=engine)
             if engine is not None:
-                loss = engine_step()
+                loss = closure()
             else:
-                loss = optimizer.step(closure)
+                loss = optimizer.step(closure)  # the optimizer evaluates the closure as often as it needs
                 scheduler.step()
             if after_step is not None:
                 after_step(step)
-            values = distributed.mean_over_ranks({"loss": loss.detach(), **{k: v.detach() for k, v in logs.items()}})
+            values = distributed.mean_over_ranks({"loss": loss.detach(),
+                                                  **{k: v.detach() for k, v in closure.logs.items()}})
             last = {"lr": scheduler.get_last_lr()[0], **values}
             if step % settings.log_every == 0 or step == steps - 1:
                 log(stage, step, last)

@@ -15,14 +15,15 @@ import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional, Tuple
 
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
-from unlearn_cli.models import build as models
 from unlearn_cli.data.encoding import encode_qa
 from unlearn_cli.data.tokenizer import train_bpe_tokenizer
+from unlearn_cli.errors import UserError
 from unlearn_cli.files import atomic_write_json, publish_dir, stable_hash
+from unlearn_cli.models import build as models
 from unlearn_cli.train.sft import finetune
 
 RECIPE_VERSION = 1
@@ -88,3 +89,40 @@ def load_prepared(path: Path, spec: models.ModelSpec):
 
 def describe(path: Path) -> dict:
     return json.loads((Path(path) / "prepared.json").read_text())
+
+
+def target_and_oracle(data, spec: models.ModelSpec, benchmark, prepare, cache_dir: Path, want_oracle: bool,
+                      log: Callable, device) -> Tuple[object, Optional[Path]]:
+    """(target path or hub id, oracle path or None) of a run.
+
+    ``model.kind=tiny`` builds (or finds cached) a tokenizer trained on the benchmark's text, the
+    target fine-tuned on its ``forget`` + ``retain`` training splits and, when ``want_oracle``, the
+    oracle fine-tuned on ``retain`` only (``prepare``: ``components.PrepareSpec``).
+    ``model.kind=pretrained`` names its checkpoint in ``model.path``.
+    """
+    if spec.kind == "pretrained":
+        if not spec.path:
+            raise UserError("model.kind=pretrained needs model.path (a local directory or a Hugging Face id)")
+        return spec.path, None
+    if spec.kind != "tiny":
+        raise UserError(f"model.kind must be 'tiny' or 'pretrained', got '{spec.kind}'")
+    for split in ("forget", "retain"):
+        if split not in data.train:
+            reason = data.missing.get(split) or f"it has {', '.join(sorted(data.train)) or 'no training split'}"
+            raise UserError(f"model=tiny trains its target on the benchmark's forget + retain training splits "
+                            f"(the oracle on retain); benchmark '{data.name}' has no '{split}' split: {reason}")
+    key = benchmark.cache_key()
+    tok_dir = tokenizer_for(cache_dir, key, data.corpus, spec.vocab_size)
+    common = dict(cache_dir=cache_dir, benchmark_key=key, spec=spec, tokenizer_dir=tok_dir, recipe=prepare.recipe,
+                  train_settings=prepare.train, optimizer_spec=prepare.optimizer, seed=prepare.seed, log=log,
+                  device=device)
+    target = prepared_model("target", data.train, **common)
+    oracle = prepared_model("oracle", {"retain": data.train["retain"]}, **common) if want_oracle else None
+    return target, oracle
+
+
+def load_model(path, spec: models.ModelSpec, device):
+    """(model on ``device`` in eval mode, tokenizer) of a prepared (tiny) or pretrained checkpoint."""
+    model, tok = load_prepared(path, spec) if spec.kind == "tiny" else models.load_pretrained(path, spec)
+    model.to(device).eval()
+    return model, tok

@@ -17,8 +17,8 @@ from typing import Dict, Optional, Sequence
 
 import torch
 
-from unlearn_cli.models import layers as hooks
-from unlearn_cli.losses import sequence_nll
+from unlearn_cli.models.forward import AnswerForward, answer_forward
+from unlearn_cli.models.layers import hidden_states
 
 
 class Reference:
@@ -35,15 +35,16 @@ class Reference:
         self._hidden_bytes = 0
         self.hidden_cache_bytes = 1 << 30  # cap on cached hidden states (float32 bytes)
 
-    def _forward(self, batch) -> torch.Tensor:
-        dev = next(self.model.parameters()).device
+    def forward(self, batch) -> AnswerForward:
+        """theta_0's forward of a labelled batch (no gradient), on theta_0's device."""
+        dev = self._device()
+        moved = {k: batch[k].to(dev) for k in ("input_ids", "attention_mask", "labels")}
         with torch.no_grad(), self.autocast():
-            return self.model(input_ids=batch["input_ids"].to(dev),
-                              attention_mask=batch["attention_mask"].to(dev)).logits
+            return answer_forward(self.model, moved)
 
     def logits(self, batch) -> torch.Tensor:
         """Reference logits for a batch (always on the fly)."""
-        return self._forward(batch)
+        return self.forward(batch).logits
 
     def precompute(self, split: str, encoded) -> None:
         """Cache summed answer NLL of every example of ``split`` (no-op when caching is off)."""
@@ -52,7 +53,7 @@ class Reference:
         values = []
         for start in range(0, len(encoded), self.batch_size):
             batch = encoded.batch(range(start, min(start + self.batch_size, len(encoded))), self.pad_id)
-            nll, _ = sequence_nll(self._forward(batch), batch["labels"].to(self._device()))
+            nll, _ = self.forward(batch).sequence_nll()
             values.append(nll.float())
         self._seq_nll[split] = torch.cat(values)
 
@@ -63,7 +64,7 @@ class Reference:
         """Summed reference NLL per sequence of ``batch`` (cached when available)."""
         if split in self._seq_nll:
             return self._seq_nll[split][batch["index"].to(self._seq_nll[split].device)]
-        nll, _ = sequence_nll(self._forward(batch), batch["labels"])
+        nll, _ = self.forward(batch).sequence_nll()
         return nll.float()
 
     def hidden(self, batch, layers: Sequence[int]) -> Dict[int, torch.Tensor]:
@@ -71,7 +72,7 @@ class Reference:
         dev = self._device()
         inputs = {"input_ids": batch["input_ids"].to(dev), "attention_mask": batch["attention_mask"].to(dev)}
         with self.autocast():
-            out = hooks.hidden_states(self.model, inputs, layers, grad=False)
+            out = hidden_states(self.model, inputs, layers, grad=False)
         return {k: v.detach() for k, v in out.items()}
 
     def precompute_hidden(self, split: str, encoded, layers: Sequence[int]) -> bool:

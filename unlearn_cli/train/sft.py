@@ -5,25 +5,25 @@ from __future__ import annotations
 from typing import Callable, Dict
 
 from unlearn_cli.data.encoding import EncodedQA
-from unlearn_cli.losses import mean_token_nll
-from unlearn_cli.train.loop import BatchStream, TrainSettings, total_steps, train
+from unlearn_cli.models.forward import answer_forward
+from unlearn_cli.train.batches import BatchStream
+from unlearn_cli.train.loop import train
+from unlearn_cli.train.settings import TrainSettings, total_steps
 
 
 def sft_loss(model, batch):
-    """Mean answer-token NLL of the ``train`` batch (plus the ``mix`` batch when present)."""
-    loss = 0.0
-    logs = {}
+    """One term per split of the batch (``train``, and ``mix`` when present): its mean answer-token NLL."""
+    terms, logs = {}, {}
     for name, b in batch.items():
-        out = model(input_ids=b["input_ids"], attention_mask=b["attention_mask"])
-        part = mean_token_nll(out.logits, b["labels"])
-        logs[f"{name}_nll"] = part.detach()
-        loss = loss + part
-    return loss, logs
+        terms[name] = answer_forward(model, b).mean_nll()
+        logs[f"{name}_nll"] = terms[name].detach()
+    return terms, logs
 
 
 def finetune(model, splits: Dict[str, EncodedQA], settings: TrainSettings, optimizer_spec, *, seed: int,
              pad_id: int, stage: str, log: Callable, device) -> Dict[str, float]:
-    """Fine-tune ``model`` in place with NLL on ``splits['train']`` (and ``splits['mix']``)."""
+    """Fine-tune ``model`` in place with NLL on ``splits['train']`` (and ``splits['mix']``); the
+    optimizer comes from ``optimizer_spec`` (``contracts.OptimizerSpec``)."""
     sizes = {name: settings.batch_size for name in splits}
     stream = BatchStream(splits, sizes, pad_id, seed)
     steps = total_steps(settings, len(splits["train"]), settings.batch_size)

@@ -1,7 +1,7 @@
-"""Benchmarks: one module per benchmark, registered in ``BENCHMARKS``.
+"""Benchmarks: one module per benchmark, registered in ``BENCHMARKS`` (contract: ``contracts.Benchmark``).
 
-A benchmark's constructor keywords are its YAML settings; ``load()`` returns ``BenchmarkData``.
-``builds_target`` says whether the target/oracle models are trained locally by the prepare stage
-(embedded benchmarks) or given as checkpoints (real benchmarks). ``cache_key()`` lists every
-setting that determines the data.
+A benchmark's constructor keywords are its YAML settings; ``load()`` returns ``BenchmarkData``;
+``cache_key()`` lists every setting that determines the data. With ``model=tiny`` the prepare stage
+trains a target on the loaded ``forget`` + ``retain`` training splits and an oracle on ``retain``, so
+any benchmark that provides both can run the whole protocol locally.
 """

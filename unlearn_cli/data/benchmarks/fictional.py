@@ -1,12 +1,13 @@
 """The embedded fictional-facts benchmark."""
 
+from unlearn_cli.contracts import Benchmark
 from unlearn_cli.data import fictional
 from unlearn_cli.errors import UserError
 from unlearn_cli.registry import BENCHMARKS
 
 
 @BENCHMARKS.register("fictional")
-class Fictional:
+class Fictional(Benchmark):
     """Fictitious people with six attributes each, generated from a seed (no download).
 
     Splits (by person): forget / retain / holdout QA; ``*_paraphrase`` (each person's held-out
@@ -14,7 +15,6 @@ class Fictional:
     The target model is trained on forget + retain, the oracle on retain only (prepare stage).
     """
 
-    builds_target = True
 
     def __init__(self, num_people: int = 100, forget_fraction: float = 0.1, holdout_fraction: float = 0.1,
                  num_perturbed: int = 3, data_seed: int = 0):

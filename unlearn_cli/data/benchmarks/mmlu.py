@@ -2,6 +2,7 @@
 
 from typing import List, Optional
 
+from unlearn_cli.contracts import Benchmark
 from unlearn_cli.data.items import BenchmarkData, MCQItem
 from unlearn_cli.data.loaders import Source, Table, check_positive, head, mcq_item
 from unlearn_cli.errors import UserError, suggest
@@ -28,7 +29,8 @@ CSV_EXPECT = "a CSV with header question,choice0,choice1,choice2,choice3,answer 
 
 def _subject_items(source: Source, subject: str, split: str, limit: Optional[int]) -> List[MCQItem]:
     table = Table(f"{split}/{subject}_{split}.csv", subject, split, CSV_EXPECT)
-    return head([mcq_item(row, where, subject) for where, row in source.rows(table)], limit)
+    header = subject.replace("_", " ")  # lm-evaluation-harness's mmlu header: "... about abstract algebra."
+    return head([mcq_item(row, where, subject, subject=header) for where, row in source.rows(table)], limit)
 
 
 def _check_subjects(subjects: List[str]) -> None:
@@ -41,7 +43,7 @@ def _check_subjects(subjects: List[str]) -> None:
 
 
 @BENCHMARKS.register("mmlu")
-class Mmlu:
+class Mmlu(Benchmark):
     """MMLU: 57 subjects of 4-option exam questions, the utility check of WMDP-style unlearning (cais/mmlu).
 
     MCQ splits: ``mmlu`` (test, 14042 items over all subjects) and ``mmlu_dev`` (5 per subject,
@@ -51,7 +53,6 @@ class Mmlu:
     keeps the first n test items of each subject.
     """
 
-    builds_target = False
     loader_version = 1
 
     def __init__(self, data_dir: Optional[str] = None, subjects: Optional[List[str]] = None,

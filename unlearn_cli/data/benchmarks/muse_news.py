@@ -2,6 +2,7 @@
 
 from typing import List, Literal, Optional
 
+from unlearn_cli.contracts import Benchmark
 from unlearn_cli.data.items import BenchmarkData, QAItem
 from unlearn_cli.data.loaders import (Source, Table, check_positive, corpus_of, head, plain_text, qa_item,
                                       text_field, text_item)
@@ -66,7 +67,7 @@ def answered_in(items: List[QAItem], articles: List[str], cap: int) -> List[QAIt
 
 
 @BENCHMARKS.register("muse_news")
-class MuseNews:
+class MuseNews(Benchmark):
     """MUSE-News: forget 889 BBC articles; VerbMem / KnowMem / PrivLeak evaluation (muse-bench/MUSE-News).
 
     Training: ``forget`` = articles of ``forget_split`` (``raw/forget``; ``sust/forget_k`` for
@@ -87,7 +88,6 @@ class MuseNews:
     retain-only oracle when a retain split exists (locally: ``retain_source=knowmem_qa``).
     """
 
-    builds_target = False
     loader_version = 2
 
     def __init__(self, data_dir: Optional[str] = None, forget_split: str = "raw/forget",
@@ -129,9 +129,6 @@ class MuseNews:
         data = BenchmarkData(name="muse_news", train={"forget": forget}, qa=qa, texts=texts)
         self._add_retain(data, knowmem_retain)
         data.corpus = corpus_of(data.train, qa, texts)
-        # model=tiny: a target trained on the forget articles (raw text) + retain data, an oracle on
-        # retain only; possible when a retain split exists (retain_source=knowmem_qa locally)
-        self.builds_target = "retain" in data.train
         return data
 
     def _add_retain(self, data: BenchmarkData, knowmem_retain: List[QAItem]) -> None:

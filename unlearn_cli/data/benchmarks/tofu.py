@@ -2,6 +2,7 @@
 
 from typing import Dict, List, Literal, Optional
 
+from unlearn_cli.contracts import Benchmark
 from unlearn_cli.data.items import BenchmarkData, MCQItem, QAItem
 from unlearn_cli.data.loaders import Source, Table, check_positive, corpus_of, head, qa_item, text_field
 from unlearn_cli.errors import UserError
@@ -61,7 +62,7 @@ def _mcq_split(source: Source, config: str) -> List[MCQItem]:
 
 
 @BENCHMARKS.register("tofu")
-class Tofu:
+class Tofu(Benchmark):
     """TOFU: 200 fictitious authors x 20 QA; forget the last 1/5/10 % of authors (local files or locuslab/TOFU).
 
     ``split`` picks forget01/05/10, trained against retain99/95/90. Training splits: ``forget``
@@ -80,7 +81,6 @@ class Tofu:
     the oracle on retain; ``corpus`` (every question/answer text loaded) trains its tokenizer.
     """
 
-    builds_target = False  # the class names a given checkpoint; instances can build a tiny target
     loader_version = 1
 
     def __init__(self, split: Literal["forget01", "forget05", "forget10"] = "forget10",
@@ -92,7 +92,6 @@ class Tofu:
         check_positive("max_items", max_items)
         self.source = Source.resolve("TOFU", "tofu", HUB_ID, data_dir, "the TOFU JSON files (forget10.json, ...)")
         self.settings = dict(split=split, num_forget_authors=num_forget_authors, max_items=max_items)
-        self.builds_target = True  # model=tiny trains its target on forget + retain, the oracle on retain
 
     def cache_key(self) -> dict:
         """Everything that determines the loaded data."""

@@ -17,6 +17,7 @@ target/oracle and run every stage locally; its scores say nothing about real WMD
 
 from typing import List, Literal, Optional
 
+from unlearn_cli.contracts import Benchmark
 from unlearn_cli.data.benchmarks.mmlu import Mmlu
 from unlearn_cli.data.items import BenchmarkData, MCQItem, QAItem
 from unlearn_cli.data.loaders import (Source, Table, check_positive, corpus_of, head, mcq_item, read_corpus,
@@ -27,11 +28,11 @@ from unlearn_cli.registry import BENCHMARKS
 HUB_ID = "cais/wmdp"
 
 
-class _Wmdp:
+class _Wmdp(Benchmark):
     """Shared loader of one WMDP subset; subclasses set ``subset`` ('bio' or 'cyber')."""
 
     subset = ""
-    builds_target = False
+    topic = ""
     loader_version = 2
 
     def __init__(self, data_dir: Optional[str] = None, forget_corpus: Optional[str] = None,
@@ -67,7 +68,7 @@ class _Wmdp:
         training data: local corpora as raw-text items, or the question proxy (class docstring)."""
         table = Table(f"{self.subset}-questions.json", f"wmdp-{self.subset}", "test",
                       "a JSON array of {question, choices (4 strings), answer (0-3)}")
-        items = head([mcq_item(row, where, self.name) for where, row in self.source.rows(table)],
+        items = head([mcq_item(row, where, self.name, subject=self.topic) for where, row in self.source.rows(table)],
                      self.settings["max_items"])
         data = BenchmarkData(name=self.name, train={}, mcq={self.name: items})
         if self.mmlu is not None:
@@ -89,8 +90,6 @@ class _Wmdp:
                                        + (" or benchmark.mmlu_max_per_subject (MMLU question proxy)"
                                           if split == "retain" and self.settings["forget_source"] == "questions" else ""))
         data.corpus = corpus_of(data.mcq, data.train)
-        # model=tiny builds a target (forget + retain) and an oracle (retain) when both exist
-        self.builds_target = "forget" in data.train and "retain" in data.train
         return data
 
 
@@ -105,6 +104,7 @@ class WmdpBio(_Wmdp):
     """WMDP biosecurity MCQ (v1 locally: 1520 items; cais/wmdp wmdp-bio on the Hub); corpora optional."""
 
     subset = "bio"
+    topic = "biology"  # lm-evaluation-harness's wmdp_bio header
 
 
 @BENCHMARKS.register("wmdp_cyber")
@@ -112,3 +112,4 @@ class WmdpCyber(_Wmdp):
     """WMDP cybersecurity MCQ (v1 locally: 2225 items; cais/wmdp wmdp-cyber on the Hub); corpora optional."""
 
     subset = "cyber"
+    topic = "cybersecurity"

@@ -1,0 +1,152 @@
+"""Decoding: settings, sampling policies, context fitting and batched ``generate``.
+
+Prompts are length-bucketed and left-padded; greedy decoding or ``num_return_sequences`` samples per
+prompt under a seeded RNG that does not disturb the caller's. Prompts longer than the model's context
+minus the continuation keep their last tokens (one warning per split and run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from typing import List, Optional, Sequence
+
+import torch
+
+from unlearn_cli import progress
+from unlearn_cli.data.encoding import left_pad
+from unlearn_cli.errors import UserError
+
+log = logging.getLogger("unlearn_cli")
+
+
+@dataclass
+class DecodeSettings:
+    """Decoding settings shared by every generation metric (``eval.decode``).
+
+    Greedy metrics use ``max_new_tokens``; sampling metrics (leak@k) use ``temperature``,
+    ``top_p``, ``top_k`` (0 = off) unless they sweep their own grid, seeded by ``seed``.
+    ``batch_size`` counts sequences per forward/generate call (prompts x samples).
+    ``max_text_tokens`` truncates raw texts scored for membership inference."""
+
+    max_new_tokens: int = 24
+    batch_size: int = 256
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+    seed: int = 0
+    max_text_tokens: int = 512
+
+    def __post_init__(self):
+        for key in ("max_new_tokens", "batch_size", "max_text_tokens"):
+            if int(getattr(self, key)) < 1:
+                raise UserError(f"eval.decode.{key} must be >= 1, got {getattr(self, key)}")
+        check_sampling(self.temperature, self.top_p, self.top_k, "eval.decode")
+
+
+def check_sampling(temperature: float, top_p: float, top_k: int, where: str) -> None:
+    """One-line errors for an invalid sampling policy."""
+    if not temperature > 0:
+        raise UserError(f"{where}.temperature must be > 0, got {temperature}")
+    if not 0 < top_p <= 1:
+        raise UserError(f"{where}.top_p must be in (0, 1], got {top_p}")
+    if top_k < 0:
+        raise UserError(f"{where}.top_k must be >= 0 (0 = off), got {top_k}")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """A sampling policy: ``n`` samples per prompt at ``temperature`` / ``top_p`` / ``top_k``."""
+
+    n: int
+    temperature: float = 1.0
+    top_p: float = 1.0
+    top_k: int = 0
+
+
+def context_length(model) -> Optional[int]:
+    """The model's maximum sequence length (``max_position_embeddings``), if it declares one."""
+    return getattr(getattr(model, "config", None), "max_position_embeddings", None)
+
+
+_WARNED: set = set()
+
+
+def fit_prompts(prompts: Sequence[Sequence[int]], context: Optional[int], max_new_tokens: int,
+                what: str) -> Sequence[Sequence[int]]:
+    """Prompts whose length plus ``max_new_tokens`` exceeds ``context`` keep their LAST tokens (the
+    continuation depends on the end of the prefix; positions past the context are untrained), with
+    one warning naming how many were cut."""
+    if not context:
+        return prompts
+    room = context - max_new_tokens
+    if room < 1:
+        raise UserError(f"{what}: {max_new_tokens} continuation tokens (max_new_tokens) leave no room for a "
+                        f"prompt in the model's {context}-token context; lower max_new_tokens")
+    cut = sum(len(p) > room for p in prompts)
+    if not cut:
+        return prompts
+    what = what.split(":")[-1]  # "eval target:forget" -> "forget": one warning per split and run
+    if (what, cut, room) not in _WARNED:
+        _WARNED.add((what, cut, room))
+        log.warning("%s: %d of %d prompts exceed the %d tokens left in the model's %d-token context after %d "
+                    "continuation tokens; keeping their last %d tokens", what, cut, len(prompts), room, context,
+                    max_new_tokens, room)
+    return [list(p[-room:]) if len(p) > room else p for p in prompts]
+
+
+
+def length_buckets(lengths: Sequence[int], batch_size: int) -> List[List[int]]:
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i])
+    return [order[i:i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def model_device(model) -> torch.device:
+    return next(model.parameters()).device
+
+
+def left_pad_positions(mask: torch.Tensor) -> torch.Tensor:
+    """Position ids that ignore left padding (as ``generate`` computes them)."""
+    return (mask.cumsum(-1) - 1).clamp_min(0)
+
+
+@contextlib.contextmanager
+def seeded(seed: int, device: torch.device):
+    """Seed torch's RNG for the block without disturbing the caller's RNG state."""
+    devices = [device.index or 0] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        torch.manual_seed(seed)
+        yield
+
+
+@torch.no_grad()
+def generate(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens: int, batch_size: int,
+             autocast, sampling: Optional[Sampling] = None, seed: int = 0,
+             desc: str = "generate") -> List[List[str]]:
+    """Continuations of ``prompts`` (decoded, special tokens stripped), one list per prompt:
+    one greedy string, or ``sampling.n`` samples drawn with ``num_return_sequences``. Prompts are
+    length-bucketed and left-padded; ``batch_size`` bounds prompts x samples per call."""
+    dev = model_device(model)
+    n = sampling.n if sampling else 1
+    prompts = fit_prompts(prompts, context_length(model), max_new_tokens, desc)
+    out: List[List[str]] = [[] for _ in prompts]
+    per_call = max(1, batch_size // n)
+    kwargs = dict(do_sample=False)
+    if sampling:
+        kwargs = dict(do_sample=True, num_return_sequences=n, temperature=sampling.temperature,
+                      top_p=sampling.top_p, top_k=sampling.top_k)
+    rng = seeded(seed, dev) if sampling else contextlib.nullcontext()
+    with rng, progress.bar(desc, len(prompts)) as advance:
+        for idx in length_buckets([len(p) for p in prompts], per_call):
+            batch = left_pad([prompts[i] for i in idx], tokenizer.pad_token_id)
+            with autocast():
+                gen = model.generate(input_ids=batch["input_ids"].to(dev),
+                                     attention_mask=batch["attention_mask"].to(dev),
+                                     max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                     eos_token_id=tokenizer.eos_token_id, **kwargs)
+            texts = tokenizer.batch_decode(gen[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
+            for row, i in enumerate(idx):
+                out[i] = [t.strip() for t in texts[row * n:(row + 1) * n]]
+            advance(len(idx))
+    return out

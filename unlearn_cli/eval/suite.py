@@ -1,0 +1,47 @@
+"""The evaluation suite of a run: its metric instances scored on one model per stage.
+
+``EvalSuite`` checks, before anything runs, that every split a metric reads exists (after each
+metric's ``resolve``), then ``evaluate(stage, model)`` scores every metric through one shared
+``StageScorer`` (greedy requests pooled first) and returns ``{key: value}``. An instance whose id
+differs from its registry name prefixes its keys with ``<id>/``, so two instances of one metric
+never collide. The oracle and target scorers are kept as the run's baselines.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Optional, Tuple
+
+from unlearn_cli.errors import UserError
+from unlearn_cli.eval.decode import DecodeSettings
+from unlearn_cli.eval.inputs import EvalInputs
+from unlearn_cli.eval.scorer import Baselines, StageScorer
+from unlearn_cli.eval.views import PromptView
+
+
+class EvalSuite:
+    """Metric instances by id, the run's evaluation inputs and the baselines of earlier stages."""
+
+    def __init__(self, metrics: Dict[str, object], inputs: EvalInputs, decode: DecodeSettings, benchmark: str):
+        self.metrics = dict(metrics)
+        self.inputs = inputs
+        self.decode = decode
+        self.baselines = Baselines()
+        for metric in self.metrics.values():
+            metric.resolve(inputs)
+        needed = sorted({s for m in self.metrics.values() for s in (m.splits or [])})
+        unknown = [s for s in needed if inputs.kind(s) is None]
+        if unknown:
+            raise UserError(f"eval.metrics: unknown split '{unknown[0]}' for benchmark '{benchmark}'; "
+                            f"known: {', '.join(inputs.known())}")
+
+    def evaluate(self, stage: str, model, autocast, attack: Optional[PromptView] = None) -> Tuple[Dict[str, float], dict]:
+        """``({key: value}, artifacts)`` of every metric on ``model`` at ``stage``."""
+        scorer = StageScorer(model, self.inputs, self.decode, autocast, stage, self.baselines, attack)
+        scorer.prefetch(self.metrics.values())
+        values: Dict[str, float] = {}
+        for metric_id, metric in self.metrics.items():
+            prefix = "" if metric_id == metric.registry_name else f"{metric_id}/"
+            for key, value in metric.compute(scorer).items():
+                values[prefix + key] = float(value)
+        self.baselines.add(scorer)
+        return values, scorer.artifacts

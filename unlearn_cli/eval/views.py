@@ -1,0 +1,95 @@
+"""Prompt views: how the items of a QA split become prompt token ids -- the one place they are built.
+
+A view is named in a metric's request (``question``, ``paraphrased_question``, ``raw``,
+``icl:<split>``); each picks the question text of an item and renders it:
+
+* ``question`` -- ``<bos> + template(question)`` (``<bos>`` alone for raw-text items);
+* ``paraphrased_question`` -- the same with the item's paraphrased question (TOFU), else its question;
+* ``raw`` -- ``<bos>`` + the question text, no template (MUSE VerbMem passage prefixes);
+* ``icl:<split>`` -- MUSE KnowMem's few-shot prompt: the QA pairs of ``<split>`` as demonstrations.
+
+An input attack returns a :class:`PromptView`; the scorer of its stage passes it here and every
+prompt of the splits it targets is rendered from the attacked question text, whatever view a
+metric asked for (multiple-choice prompts likewise: ``EvalInputs.mcq_texts``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
+
+from unlearn_cli.data.encoding import bos_ids, encode_prompts, render_icl
+from unlearn_cli.errors import UserError
+
+if TYPE_CHECKING:
+    from unlearn_cli.eval.inputs import EvalInputs
+
+
+@dataclass(frozen=True)
+class PromptView:
+    """What an input attack does to prompts: text placed before and after each question of ``splits``.
+
+    ``name`` identifies the attacked prompts in the scorer's memo (two attacks with different
+    prompts must have different names)."""
+
+    name: str
+    splits: Tuple[str, ...]
+    prefix: str = ""
+    suffix: str = ""
+
+    def applies_to(self, split: str) -> bool:
+        return split in self.splits
+
+    def question(self, question: str) -> str:
+        return f"{self.prefix}{question}{self.suffix}"
+
+
+@dataclass(frozen=True)
+class View:
+    """A named view: ``select(item)`` picks the question text, ``render(inputs, questions, arg)`` the ids."""
+
+    select: Callable[[object], str]
+    render: Callable[["EvalInputs", List[str], Optional[str]], List[List[int]]]
+    takes_argument: bool = False
+
+
+def _templated(inputs: "EvalInputs", questions: List[str], arg: Optional[str]) -> List[List[int]]:
+    if not questions[0]:  # raw-text items: the continuation is scored after <bos> alone
+        return [bos_ids(inputs.tokenizer) for _ in questions]
+    return encode_prompts(inputs.tokenizer, questions, inputs.template)
+
+
+def _raw(inputs: "EvalInputs", questions: List[str], arg: Optional[str]) -> List[List[int]]:
+    return [bos_ids(inputs.tokenizer) + ids for ids in inputs.token_ids(questions)]
+
+
+def _icl(inputs: "EvalInputs", questions: List[str], demo_split: Optional[str]) -> List[List[int]]:
+    inputs.require(demo_split, "qa")
+    demos = [(d.question, d.answer) for d in inputs.qa[demo_split]]
+    return [bos_ids(inputs.tokenizer) + ids for ids in inputs.token_ids([render_icl(demos, q) for q in questions])]
+
+
+VIEWS: Dict[str, View] = {
+    "question": View(lambda it: it.question, _templated),
+    "paraphrased_question": View(lambda it: it.paraphrased_question or it.question, _templated),
+    "raw": View(lambda it: it.question, _raw),
+    "icl": View(lambda it: it.question, _icl, takes_argument=True),
+}
+
+
+def parse(view: str) -> Tuple[View, Optional[str]]:
+    """The view named by ``view`` (``name`` or ``name:argument``) and its argument; UserError if unknown."""
+    name, _, arg = view.partition(":")
+    known = ", ".join(f"{n}:<split>" if v.takes_argument else n for n, v in VIEWS.items())
+    if name not in VIEWS or VIEWS[name].takes_argument != bool(arg):
+        raise UserError(f"unknown prompt view '{view}'; known: {known}")
+    return VIEWS[name], arg or None
+
+
+def render(inputs: "EvalInputs", items: Sequence, view: str, attack: Optional[PromptView] = None) -> List[List[int]]:
+    """Prompt ids of ``items`` under ``view``, with ``attack``'s text around each question when given."""
+    spec, arg = parse(view)
+    questions = [spec.select(it) for it in items]
+    if attack is not None:
+        questions = [attack.question(q) for q in questions]
+    return spec.render(inputs, questions, arg)

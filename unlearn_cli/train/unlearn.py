@@ -1,0 +1,175 @@
+"""The unlearning stage, set up and run by the same code in the pipeline and in the tests.
+
+:func:`build` turns a method, its data and the loop settings into an :class:`Unlearning` bundle, in
+the order that keeps runs reproducible: training splits (``forget``, ``retain`` when the method needs
+it, the method's index-aligned extra splits), the frozen reference theta_0 and its cached values,
+``method.setup``, the train plug-ins' ``setup``, the batch stream, the optimizer and scheduler, the
+DDP / DeepSpeed wrapper. :func:`run` trains it (resuming from and writing checkpoints when asked)
+and returns the unlearned model.
+
+Errors raised (one line each, before the first step): a retain split the benchmark lacks is the
+caller's check; batch sizes not divisible by the number of processes; the method's own errors
+(missing perturbed answers, bad layer indices).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, Optional
+
+import torch
+
+from unlearn_cli.data.encoding import EncodedQA
+from unlearn_cli.errors import UserError
+from unlearn_cli.models.build import frozen_copy
+from unlearn_cli.train import checkpoint, distributed
+from unlearn_cli.train.batches import BatchStream
+from unlearn_cli.train.loop import train
+from unlearn_cli.train.reference import Reference
+from unlearn_cli.train.settings import TrainSettings, autocast_factory, make_scheduler, total_steps
+
+
+@dataclass
+class PluginContext:
+    """What a train plug-in's ``setup`` may use."""
+
+    model: torch.nn.Module
+    splits: Dict[str, EncodedQA]
+    settings: TrainSettings
+    pad_id: int
+    device: torch.device
+    autocast: Callable
+    reference: Optional[Reference]
+
+
+@dataclass
+class Unlearning:
+    """Everything the unlearning loop needs (see :func:`build`)."""
+
+    model: torch.nn.Module
+    method: object
+    reference: Optional[Reference]
+    plugins: Dict[str, object]
+    splits: Dict[str, EncodedQA]
+    stream: BatchStream
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    steps: int
+    settings: TrainSettings
+    wrapped: torch.nn.Module
+    engine: object = None
+    extra: Dict[str, str] = field(default_factory=dict)
+
+    def objective(self, model, batch):
+        """The method's named terms plus every plug-in's, and the method's logs."""
+        terms, logs = self.method.loss(model, batch, self.reference)
+        for plugin in self.plugins.values():
+            terms.update(plugin.loss_terms(model, batch))
+        return terms, logs
+
+    def after_step(self, step: int) -> None:
+        for plugin in self.plugins.values():
+            plugin.after_step(step, self.optimizer)
+
+    def close(self) -> None:
+        """Remove plug-in hooks; make every weight trainable again (methods may freeze layers, attacks tune all)."""
+        for plugin in self.plugins.values():
+            plugin.close()
+        for p in self.model.parameters():
+            p.requires_grad_(True)
+
+
+def build(model, method, train_items: Dict[str, list], train_encoded: Dict[str, EncodedQA], encode: Callable,
+          settings: TrainSettings, optimizer_spec, plugins: Dict[str, object], *, seed: int, pad_id: int,
+          device: torch.device, cache_reference: bool = True,
+          dist_spec: Optional[distributed.DistributedSpec] = None) -> Unlearning:
+    """Set up the unlearning of ``model`` by ``method`` (module docstring); ``encode(items, answers)``
+    tokenises extra splits like the benchmark's own, ``seed`` seeds the batch stream."""
+    dist_spec = dist_spec or distributed.DistributedSpec()
+    autocast = autocast_factory(settings.precision, device)
+    splits = {"forget": train_encoded["forget"]}
+    sizes = {"forget": settings.batch_size}
+    if method.needs_retain:
+        splits["retain"] = train_encoded["retain"]
+        sizes["retain"] = settings.retain_batch_size
+    world = distributed.world_size()
+    for name, size in sizes.items():
+        if size % world:
+            raise UserError(f"unlearn batch size {size} ({name}) must be divisible by the {world} processes")
+    extra = method.extra_splits(train_items, encode)
+    splits.update(extra)
+    reference = None
+    if method.needs_reference:
+        ref_model = distributed.wrap_reference(frozen_copy(model), dist_spec, settings)
+        reference = Reference(ref_model, pad_id, cache=cache_reference, autocast=autocast)
+        for split in method.reference_splits:
+            reference.precompute(split, splits[split])
+    method.setup(model, reference)
+    for plugin in plugins.values():
+        plugin.setup(PluginContext(model, splits, settings, pad_id, device, autocast, reference))
+    stream = BatchStream(splits, sizes, pad_id, seed, aligned={k: "forget" for k in extra},
+                         shard=(distributed.rank(), world))
+    steps = total_steps(settings, len(splits["forget"]), settings.batch_size)
+    optimizer = optimizer_spec.build([p for p in model.parameters() if p.requires_grad], settings.lr)
+    scheduler = make_scheduler(optimizer, settings, steps)
+    wrapped, engine = distributed.wrap_for_training(model, optimizer, scheduler, dist_spec, settings,
+                                                    settings.batch_size // world)
+    return Unlearning(model, method, reference, dict(plugins), splits, stream, optimizer, scheduler, steps,
+                      settings, wrapped, engine, {k: "forget" for k in extra})
+
+
+@dataclass
+class Checkpointing:
+    """Periodic checkpoints of a single-process / DDP run (``every`` steps, 0 = off) in ``run_dir``."""
+
+    run_dir: Path
+    config_hash: str
+    every: int = 0
+    write: bool = True  # rank 0 only
+
+
+def run(u: Unlearning, *, log: Callable, device: torch.device, ckpt: Optional[Checkpointing] = None,
+        reload: Optional[Callable[[], torch.nn.Module]] = None, on_resume: Optional[Callable[[int], None]] = None):
+    """Train ``u`` and return the unlearned model (on every rank; None on ranks > 0 after ZeRO).
+
+    With ``ckpt`` a checkpoint of the same config is restored first (``on_resume(first_step)``) and
+    new ones are written every ``ckpt.every`` steps. After distributed training the full weights
+    are gathered into ``reload()`` (a fresh model of the same architecture) on rank 0. Plug-ins are
+    closed and every weight is trainable again afterwards, also on failure.
+    """
+    start = 0
+    state = checkpoint.load(ckpt.run_dir, ckpt.config_hash) if ckpt is not None and u.engine is None else None
+    if state is not None:
+        start = checkpoint.restore(ckpt.run_dir, state, u.model, u.optimizer, u.scheduler, u.stream, u.method)
+        if on_resume is not None:
+            on_resume(start)
+
+    def after_step(step: int) -> None:
+        u.after_step(step)
+        if (ckpt is not None and ckpt.every and u.engine is None and ckpt.write and (step + 1) % ckpt.every == 0
+                and step + 1 < u.steps):
+            checkpoint.save(ckpt.run_dir, step, u.model, u.optimizer, u.scheduler, u.stream, u.method,
+                            ckpt.config_hash)
+
+    model = u.model
+    try:
+        train(u.wrapped, u.objective, u.stream, u.optimizer, u.settings, u.steps, stage="unlearn", log=log,
+              device=device, scheduler=u.scheduler, engine=u.engine, after_step=after_step, start_step=start)
+        if u.wrapped is not u.model:
+            model = _consolidate(u, reload)
+    finally:
+        u.close()
+    return model
+
+
+def _consolidate(u: Unlearning, reload: Optional[Callable[[], torch.nn.Module]]):
+    """A plain model holding the full unlearned weights (gathered from ZeRO shards) on rank 0."""
+    state = distributed.consolidated_state(u.wrapped, u.engine)
+    if not distributed.is_main():
+        return None
+    if reload is None:
+        raise RuntimeError("distributed unlearning needs reload() to build the model that receives the gathered weights")
+    fresh = reload()
+    fresh.load_state_dict(state)
+    return fresh
