@@ -145,3 +145,19 @@ def test_layer_index_out_of_range_fails_before_any_stage(cache_dir, tmp_path):
     assert "method.layer=5 is out of range for this 2-layer model; valid layer indices: 0..1" in line
     assert not (out / "results.json").exists()
     assert '"stage": "unlearn"' not in (out / "metrics.jsonl").read_text()  # prepare may log; unlearning never ran
+
+
+def test_attack_instances_are_stages_and_salun_is_a_plugin(cache_dir, tmp_path):
+    """Two budgets of one attack are two stages named by their ids; SalUn runs as a train plug-in."""
+    out = tmp_path / "ids"
+    run_cli(["run", "plugin=[salun]", "plugin.salun.sparsity=0.3", "+attack.relearn_2={name: relearn, steps: 2}",
+             "skip=[eval_target,eval_oracle]", "progress=false", f"output_dir={out}"], tmp_path, cache_dir)
+    m = read_results(out)["metrics"]
+    assert {k.split("/")[0] for k in m} == {"unlearned", "relearn", "relearn_2"}
+    assert m["relearn/forget_answer_prob"] != m["relearn_2/forget_answer_prob"]  # 10 steps vs 2
+    prov = json.loads((out / "provenance.json").read_text())
+    assert {"attack_relearn", "attack_relearn_2", "eval_relearn", "eval_relearn_2"} <= set(prov["stage_seconds"])
+    assert prov["plugins"]["salun"]["kept_fraction"] == pytest.approx(0.3, abs=1e-3)
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert sum(r["stage"] == "attack relearn_2" for r in rows) == 2
+    assert sum(r["stage"] == "attack relearn" for r in rows) == 10

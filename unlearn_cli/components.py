@@ -133,8 +133,8 @@ def make(registry: Registry, section, path: str):
         nested = _nested_registry(params[key].annotation)
         if nested is not None and value is not None:
             if not isinstance(value, dict):
-                raise UserError(f"{path}.{key} must be a {nested.kind} section with a 'name' "
-                                f"(one of: {', '.join(nested.names())}), got {value!r}")
+                raise UserError(f"{path}.{key} must be a mapping with the {nested.kind}'s 'name' "
+                                f"(one of: {', '.join(nested.names())}) and its settings, got {value!r}")
             kwargs[key] = make(nested, value, f"{path}.{key}")
     try:
         return cls(**kwargs)
