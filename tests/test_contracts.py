@@ -69,3 +69,27 @@ def test_every_registered_component_fulfils_its_protocol(kind):
         cls = registry.get(name)
         contracts.check(cls, registry.protocol, kind, name)  # what registration checked, once more
         assert registry.protocol in cls.__mro__
+
+
+def test_the_readme_method_example_registers_and_trains(monkeypatch):
+    """The code block of README "Adding a component" is a working method (registered into a scratch registry)."""
+    import re
+    from pathlib import Path
+
+    from _method_fixtures import Harness, mean_nll
+    from unlearn_cli import registry
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    section = text[text.index("## Adding a component"):]
+    code = "\n".join(line[3:] for line in re.search(r"```python\n(.*?)```", section, re.S).group(1).splitlines())
+    scratch = Registry("method", "unlearn_cli.methods", contracts.Method)
+    monkeypatch.setattr(registry, "METHODS", scratch)
+    namespace: dict = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    method = scratch.get("my_method")(retain_weight=1.0)
+    assert method.needs_retain and not method.needs_reference
+    h = Harness(method)
+    forget = h.full("forget")
+    start = mean_nll(h.model, forget)
+    h.run(4)
+    assert mean_nll(h.model, forget) > start  # gradient ascent on the forget set

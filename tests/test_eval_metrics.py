@@ -189,7 +189,7 @@ def test_a_frozen_baseline_refuses_what_its_stage_did_not_compute():
 def test_privleak_uses_the_oracle_auc_else_the_constant():
     scorer = make_scorer(batch_size=4)
     scorer.inputs.texts.update(privleak_forget=scorer.texts["forget_bios"], privleak_holdout=scorer.texts["holdout_bios"])
-    out = PrivLeak(reference_auc=0.4772).compute(scorer)
+    out = PrivLeak(oracle_auc=0.4772).compute(scorer)
     assert 0 <= out["forget_privleak_auc"] <= 1
     assert out["forget_privleak"] == pytest.approx((out["forget_privleak_auc"] - 0.4772) / 0.4772 * 100)
     key = ("mia_auc", "privleak_forget", "privleak_holdout", "min_k", 0.4)
@@ -197,7 +197,7 @@ def test_privleak_uses_the_oracle_auc_else_the_constant():
     other = make_scorer(batch_size=4, baselines=oracle_baselines({key: 0.25}))
     other.inputs.texts.update(scorer.inputs.texts)
     assert other.inputs is not scorer.inputs
-    assert PrivLeak(reference_auc=0.4772).compute(other)["forget_privleak"] == \
+    assert PrivLeak(oracle_auc=0.4772).compute(other)["forget_privleak"] == \
         pytest.approx((out["forget_privleak_auc"] - 0.25) / 0.25 * 100)
     degenerate = make_scorer(batch_size=4, baselines=oracle_baselines({key: 0.0}))  # oracle ranked members first
     degenerate.inputs.texts.update(scorer.inputs.texts)

@@ -284,12 +284,25 @@ def test_muse_malformed_verbmem(tmp_path):
 
 # --------------------------------------------------------------------------- configs
 
-@pytest.mark.parametrize("name", ["tofu", "muse_news", "wmdp_bio", "wmdp_cyber", "mmlu"])
+@pytest.mark.parametrize("name", [n for n in BENCHMARKS.names() if n != "fictional"])
 def test_benchmark_yaml_binds(name):
     cfg = OmegaConf.load(REPO / "conf" / "benchmark" / f"{name}.yaml")
     cls = BENCHMARKS.get(cfg.benchmark.name)
-    assert cls.builds_target is False and cls.registry_name == name
+    assert cls.registry_name == name
     assert set(bind(cls, cfg.benchmark, "benchmark")) >= {"data_dir"}
     if "unlearn" in cfg:
         settings = TrainSettings(**bind(TrainSettings, cfg.unlearn, "unlearn"))
         assert settings.lr > 0
+
+
+def test_a_tiny_target_needs_forget_and_retain_training_splits():
+    from unlearn_cli.data.items import BenchmarkData
+    from unlearn_cli.models.build import ModelSpec
+    from unlearn_cli.train.prepare import target_and_oracle
+    data = BenchmarkData(name="mmlu", train={}, missing={"forget": "mmlu is evaluation-only"})
+    with pytest.raises(UserError, match=r"benchmark 'mmlu' has no 'forget' split: mmlu is evaluation-only"):
+        target_and_oracle(data, ModelSpec(), None, None, REPO, True, None, None)
+    muse = BenchmarkData(name="muse_news", train={"forget": ["x"]}, missing={"retain": "retain_source=none"})
+    with pytest.raises(UserError, match=r"has no 'retain' split: retain_source=none"):
+        target_and_oracle(muse, ModelSpec(), None, None, REPO, True, None, None)
+

@@ -232,12 +232,12 @@ def logp_moments(logp: torch.Tensor, min_var: float = 1e-6) -> Tuple[torch.Tenso
     return mu, var.clamp_min(min_var).sqrt()
 
 
-def privleak(auc: float, auc_reference: float) -> float:
+def privleak(auc: float, auc_oracle: float) -> float:
     """MUSE PrivLeak in percent (arXiv 2407.06460): ``(AUC - AUC_ref) / AUC_ref * 100`` with
-    ``AUC_ref`` from the retrained model; ~0 ideal, negative = under-unlearning."""
-    if auc_reference <= 0:
-        raise ValueError(f"auc_reference must be positive, got {auc_reference}")
-    return (auc - auc_reference) / auc_reference * 100.0
+    ``AUC_ref`` the oracle's (the retrained model's); ~0 ideal, negative = under-unlearning."""
+    if auc_oracle <= 0:
+        raise ValueError(f"auc_oracle must be positive, got {auc_oracle}")
+    return (auc - auc_oracle) / auc_oracle * 100.0
 
 
 # ---------------------------------------------------------------------------------------------

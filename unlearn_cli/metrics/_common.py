@@ -41,7 +41,7 @@ def oracle_or_warn(scorer, what: str):
     """``scorer.baseline("oracle")``, or None with one logged warning that ``what`` is omitted."""
     oracle = scorer.baseline("oracle")
     if oracle is None:
-        log.warning("%s: no oracle (retain-only) evaluation to compare with and no reference constant for this "
+        log.warning("%s: no oracle (retain-only) evaluation to compare with and no published oracle constant for this "
                     "benchmark; omitted at stage '%s'", what, scorer.stage)
     return oracle
 

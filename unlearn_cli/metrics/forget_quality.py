@@ -13,7 +13,7 @@ class ForgetQuality(Metric):
 
     Baseline ``oracle``: the pipeline evaluates the oracle stage first and later stages read its
     memoised truth ratios (the oracle itself scores 1.0 against itself). Without an oracle
-    evaluation there is no TOFU reference constant, so the key is omitted with a logged warning.
+    evaluation there is no published TOFU constant to fall back on, so the key is omitted with a logged warning.
     Higher = closer to the oracle. Key ``forget_quality`` (``<split>_forget_quality`` for another split).
     """
 

@@ -16,7 +16,7 @@ class PrivLeak(Metric):
     """MUSE PrivLeak (arXiv 2407.06460; methods.md 5.2): Min-K% (``k`` = 0.4) ROC-AUC of ``members``
     (forget texts) vs ``nonmembers`` (holdout texts), relative to the retrained model:
     ``(AUC - AUC_ref) / AUC_ref * 100``. ``AUC_ref`` is the oracle stage's AUC when the run evaluates
-    an oracle, else ``reference_auc`` (MUSE-News constant 0.4772, Books 0.5393); with neither the
+    an oracle, else ``oracle_auc``, the published AUC of MUSE's retrained model (MUSE-News 0.4772, Books 0.5393); with neither the
     key is omitted (logged warning), as it is when ``AUC_ref`` = 0. ~0 ideal, strongly negative = under-unlearning. Keys
     ``<members>_privleak`` and ``<members>_privleak_auc`` (a leading ``privleak_`` dropped).
     """
@@ -26,28 +26,28 @@ class PrivLeak(Metric):
     baseline = "oracle"
 
     def __init__(self, members: str = "privleak_forget", nonmembers: str = "privleak_holdout", k: float = 0.4,
-                 reference_auc: Optional[float] = None):
+                 oracle_auc: Optional[float] = None):
         self.members, self.nonmembers, self.k = members, nonmembers, float(k)
-        self.reference_auc = reference_auc
+        self.oracle_auc = oracle_auc
         self.splits = [members, nonmembers]
 
     def compute(self, scorer):
         auc = scorer.mia_auc(self.members, self.nonmembers, "min_k", self.k)
         name = label(self.members, "privleak_")
         out = {f"{name}_privleak_auc": auc}
-        ref = self._reference_auc(scorer)
+        ref = self._oracle_auc(scorer)
         if ref is not None and ref <= 0:
-            log.warning("privleak: the reference (oracle) AUC is 0, so the relative leak is undefined; "
+            log.warning("privleak: the oracle AUC is 0, so the relative leak is undefined; "
                         "omitted at stage '%s' (too few member/non-member texts?)", scorer.stage)
         elif ref is not None:
             out[f"{name}_privleak"] = stats.privleak(auc, ref)
         return out
 
-    def _reference_auc(self, scorer):
-        """The oracle stage's AUC, else the ``reference_auc`` constant, else None (warned)."""
+    def _oracle_auc(self, scorer):
+        """The oracle stage's AUC, else the ``oracle_auc`` constant, else None (warned)."""
         oracle = scorer.baseline("oracle")
         if oracle is not None:
             return oracle.mia_auc(self.members, self.nonmembers, "min_k", self.k)
-        if self.reference_auc is not None:
-            return self.reference_auc
+        if self.oracle_auc is not None:
+            return self.oracle_auc
         return oracle_or_warn(scorer, "privleak")

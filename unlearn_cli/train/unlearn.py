@@ -14,7 +14,7 @@ caller's check; batch sizes not divisible by the number of processes; the method
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
@@ -59,7 +59,6 @@ class Unlearning:
     settings: TrainSettings
     wrapped: torch.nn.Module
     engine: object = None
-    extra: Dict[str, str] = field(default_factory=dict)
 
     def objective(self, model, batch):
         """The method's named terms plus every plug-in's, and the method's logs."""
@@ -116,7 +115,7 @@ def build(model, method, train_items: Dict[str, list], train_encoded: Dict[str, 
     wrapped, engine = distributed.wrap_for_training(model, optimizer, scheduler, dist_spec, settings,
                                                     settings.batch_size // world)
     return Unlearning(model, method, reference, dict(plugins), splits, stream, optimizer, scheduler, steps,
-                      settings, wrapped, engine, {k: "forget" for k in extra})
+                      settings, wrapped, engine)
 
 
 @dataclass
