@@ -13,7 +13,7 @@ from omegaconf import OmegaConf
 from unlearn_cli.binding import bind
 from unlearn_cli.data import loaders
 from unlearn_cli.data.benchmarks.mmlu import SUBJECTS, Mmlu
-from unlearn_cli.data.benchmarks.muse_news import MuseNews
+from unlearn_cli.data.benchmarks.muse import Muse, MuseNews
 from unlearn_cli.data.benchmarks.tofu import Tofu
 from unlearn_cli.data.benchmarks.wmdp import WmdpBio, WmdpCyber
 from unlearn_cli.errors import UserError
@@ -286,13 +286,16 @@ def test_muse_malformed_verbmem(tmp_path):
 
 @pytest.mark.parametrize("name", [n for n in BENCHMARKS.names() if n != "fictional"])
 def test_benchmark_yaml_binds(name):
-    cfg = OmegaConf.load(REPO / "conf" / "benchmark" / f"{name}.yaml")
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"benchmark={name}"])
     cls = BENCHMARKS.get(cfg.benchmark.name)
     assert cls.registry_name == name
     assert set(bind(cls, cfg.benchmark, "benchmark")) >= {"data_dir"}
-    if "unlearn" in cfg:
-        settings = TrainSettings(**bind(TrainSettings, cfg.unlearn, "unlearn"))
-        assert settings.lr > 0
+    settings = TrainSettings(**bind(TrainSettings, cfg.unlearn, "unlearn"))
+    assert settings.lr > 0
 
 
 def test_a_tiny_target_needs_forget_and_retain_training_splits():
@@ -306,3 +309,17 @@ def test_a_tiny_target_needs_forget_and_retain_training_splits():
     with pytest.raises(UserError, match=r"has no 'retain' split: retain_source=none"):
         target_and_oracle(muse, ModelSpec(), None, None, REPO, True, None, None)
 
+
+
+def test_benchmark_muse_is_muse_news_by_default_and_books_is_its_own_source(data_root, tmp_path, monkeypatch):
+    news, legacy = Muse().load(), MuseNews().load()
+    assert news.name == legacy.name == "muse_news" and news.published == {"privleak_oracle_auc": 0.4772}
+    assert len(news.train["forget"]) == len(legacy.train["forget"]) == 889
+    assert Muse().cache_key() == MuseNews().cache_key()  # same data, same cached tiny targets
+    monkeypatch.setenv("UNLEARN_DATA_DIR", str(tmp_path))
+    (tmp_path / "muse").mkdir()
+    with pytest.raises(UserError, match=r"UNLEARN_DATA_DIR: folder .*muse/books not found; expected a folder holding "
+                                         r"the MUSE-Books subsets"):
+        Muse(corpus="books")
+    with pytest.raises(UserError, match="benchmark muse_news is the news corpus"):
+        MuseNews(corpus="books")

@@ -119,7 +119,8 @@ class Run:
         """Token ids of the training splits and the evaluation suite (its splits checked here)."""
         tpl = self.c.model.prompt_template
         self.train_encoded = {k: encode_qa(self.tok, v, tpl) for k, v in data.train.items() if v}
-        inputs = EvalInputs(self.tok, tpl, data.qa, data.mcq, data.texts, self.c.decode.max_text_tokens)
+        inputs = EvalInputs(self.tok, tpl, data.qa, data.mcq, data.texts, self.c.decode.max_text_tokens,
+                            data.published)
         self.suite = EvalSuite(self.c.metrics, inputs, self.c.decode, self.s.benchmark_name)
 
     def _evaluate(self, stage: str, model, view=None) -> None:

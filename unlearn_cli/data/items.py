@@ -49,6 +49,8 @@ class BenchmarkData:
     ``qa`` / ``mcq`` / ``texts`` hold evaluation splits by name; ``corpus`` is raw text used to
     train a tokenizer for locally built models. ``missing`` maps a split that the benchmark
     could not provide (e.g. a gated forget corpus) to a one-line reason; ``train_split`` raises it.
+    ``published`` holds constants of the benchmark's paper that metrics fall back on without an
+    oracle stage (``privleak_oracle_auc``: the retrained model's PrivLeak AUC).
     """
 
     name: str
@@ -58,6 +60,7 @@ class BenchmarkData:
     texts: Dict[str, List[str]] = field(default_factory=dict)
     corpus: List[str] = field(default_factory=list)
     missing: Dict[str, str] = field(default_factory=dict)
+    published: Dict[str, float] = field(default_factory=dict)
 
     def train_split(self, split: str) -> List[QAItem]:
         """The unlearning split ``split``; a UserError with the recorded reason if it is absent."""

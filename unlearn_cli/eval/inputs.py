@@ -31,8 +31,10 @@ class EvalInputs:
     """A run's evaluation splits and their memoised token ids (module docstring)."""
 
     def __init__(self, tokenizer, template: str, qa: Dict[str, list], mcq: Optional[Dict[str, list]] = None,
-                 texts: Optional[Dict[str, list]] = None, max_text_tokens: int = 512):
+                 texts: Optional[Dict[str, list]] = None, max_text_tokens: int = 512,
+                 published: Optional[Dict[str, float]] = None):
         self.tokenizer = tokenizer
+        self.published = dict(published or {})  # the benchmark's published constants (BenchmarkData.published)
         self.template = template
         self.qa = dict(qa)
         self.mcq = dict(mcq or {})

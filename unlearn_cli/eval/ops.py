@@ -62,7 +62,7 @@ def shared_prefix_nll(model, prompts: Sequence[Sequence[int]], answers: Sequence
             out = model(input_ids=batch["input_ids"].to(dev), attention_mask=prompt_mask,
                         position_ids=left_pad_positions(prompt_mask), use_cache=True)
         last = out.logits[:, -1:].repeat_interleave(m, dim=0)  # predicts each continuation's first token
-        cache = out.past_key_values
+        cache = out.cache
         cache.batch_repeat_interleave(m)
         rows = [list(a) for i in idx for a in answers[i]]
         cont = EncodedQA([[] for _ in rows], rows).batch(range(len(rows)), pad_id)  # right-padded, all supervised
@@ -70,7 +70,7 @@ def shared_prefix_nll(model, prompts: Sequence[Sequence[int]], answers: Sequence
         start = prompt_mask.sum(-1).repeat_interleave(m).unsqueeze(-1)
         with autocast():
             logits = model(input_ids=ids, attention_mask=torch.cat([prompt_mask.repeat_interleave(m, dim=0), mask], -1),
-                           position_ids=start + torch.arange(ids.shape[1], device=dev), past_key_values=cache,
+                           position_ids=start + torch.arange(ids.shape[1], device=dev), cache=cache,
                            use_cache=False).logits
         # position 0 = the prompt's last logits; sequence_nll's shift then pairs logits t with token t
         labels = torch.cat([torch.full((len(rows), 1), IGNORE), cont["labels"]], 1).to(dev)

@@ -16,8 +16,9 @@ class PrivLeak(Metric):
     """MUSE PrivLeak (arXiv 2407.06460; methods.md 5.2): Min-K% (``k`` = 0.4) ROC-AUC of ``members``
     (forget texts) vs ``nonmembers`` (holdout texts), relative to the retrained model:
     ``(AUC - AUC_ref) / AUC_ref * 100``. ``AUC_ref`` is the oracle stage's AUC when the run evaluates
-    an oracle, else ``oracle_auc``, the published AUC of MUSE's retrained model (MUSE-News 0.4772, Books 0.5393); with neither the
-    key is omitted (logged warning), as it is when ``AUC_ref`` = 0. ~0 ideal, strongly negative = under-unlearning. Keys
+    an oracle, else ``oracle_auc`` when set, else the benchmark's published AUC of MUSE's retrained
+    model (MUSE-News 0.4772, Books 0.5393); with none the key is omitted (logged warning), as it is
+    when ``AUC_ref`` = 0. ~0 ideal, strongly negative = under-unlearning. Keys
     ``<members>_privleak`` and ``<members>_privleak_auc`` (a leading ``privleak_`` dropped).
     """
 
@@ -44,10 +45,12 @@ class PrivLeak(Metric):
         return out
 
     def _oracle_auc(self, scorer):
-        """The oracle stage's AUC, else the ``oracle_auc`` constant, else None (warned)."""
+        """The oracle stage's AUC, else ``oracle_auc``, else the benchmark's published one, else None (warned)."""
         oracle = scorer.baseline("oracle")
         if oracle is not None:
             return oracle.mia_auc(self.members, self.nonmembers, "min_k", self.k)
         if self.oracle_auc is not None:
             return self.oracle_auc
+        if "privleak_oracle_auc" in scorer.inputs.published:
+            return scorer.inputs.published["privleak_oracle_auc"]
         return oracle_or_warn(scorer, "privleak")

@@ -1,4 +1,4 @@
-"""MUSE-News: unlearning BBC news articles (arXiv 2407.06460); files in benchmarks.md section 2."""
+"""MUSE (arXiv 2407.06460): unlearning a text corpus -- News (BBC articles) or Books (Harry Potter)."""
 
 from typing import List, Literal, Optional
 
@@ -9,7 +9,10 @@ from unlearn_cli.data.loaders import (Source, Table, check_positive, corpus_of, 
 from unlearn_cli.errors import UserError
 from unlearn_cli.registry import BENCHMARKS
 
-HUB_ID = "muse-bench/MUSE-News"
+CORPORA = {  # corpus -> (display name, Hub id, folder below UNLEARN_DATA_DIR, retrained model's PrivLeak AUC)
+    "news": ("MUSE-News", "muse-bench/MUSE-News", "muse/news", 0.4772),
+    "books": ("MUSE-Books", "muse-bench/MUSE-Books", "muse/books", 0.5393),
+}
 FORGET_SPLITS = ("raw/forget",) + tuple(f"{kind}/forget_{k}" for kind in ("sust", "scal") for k in range(1, 5))
 TEXTS = "a JSON array of article strings"
 QA = "a JSON array of {question, answer}"
@@ -66,9 +69,13 @@ def answered_in(items: List[QAItem], articles: List[str], cap: int) -> List[QAIt
     return head(found or items, cap)
 
 
-@BENCHMARKS.register("muse_news")
-class MuseNews(Benchmark):
-    """MUSE-News: forget 889 BBC articles; VerbMem / KnowMem / PrivLeak evaluation (muse-bench/MUSE-News).
+@BENCHMARKS.register("muse")
+class Muse(Benchmark):
+    """MUSE: forget a corpus (``corpus``: news = 889 BBC articles, books = Harry Potter); VerbMem / KnowMem / PrivLeak.
+
+    ``corpus: news`` reads muse-bench/MUSE-News (locally ``<UNLEARN_DATA_DIR>/muse/news``), ``books``
+    muse-bench/MUSE-Books (``muse/books``; not in the local copy, so it needs ``data_dir`` or the Hub); both
+    share the layout below.
 
     Training: ``forget`` = articles of ``forget_split`` (``raw/forget``; ``sust/forget_k`` for
     sequential or ``scal/forget_k`` for scalability runs) as raw-text items (empty question, the
@@ -90,21 +97,26 @@ class MuseNews(Benchmark):
 
     loader_version = 2
 
-    def __init__(self, data_dir: Optional[str] = None, forget_split: str = "raw/forget",
-                 retain_source: Literal["raw", "knowmem_qa", "none"] = "raw", max_items: Optional[int] = None):
+    def __init__(self, corpus: Literal["news", "books"] = "news", data_dir: Optional[str] = None,
+                 forget_split: str = "raw/forget", retain_source: Literal["raw", "knowmem_qa", "none"] = "raw",
+                 max_items: Optional[int] = None):
+        if corpus not in CORPORA:
+            raise UserError(f"benchmark.corpus must be one of {', '.join(CORPORA)}, got {corpus!r}")
         if forget_split not in FORGET_SPLITS:
             raise UserError(f"benchmark.forget_split must be one of {', '.join(FORGET_SPLITS)}, got {forget_split!r}")
         if retain_source not in ("raw", "knowmem_qa", "none"):
             raise UserError(f"benchmark.retain_source must be raw, knowmem_qa or none, got {retain_source!r}")
         check_positive("max_items", max_items)
-        self.source = Source.resolve("MUSE-News", "muse/news", HUB_ID, data_dir,
-                                     "the MUSE-News subsets raw/, knowmem/, verbmem/, privleak/")
+        self.corpus = corpus
+        label, hub_id, subdir, _ = CORPORA[corpus]
+        self.source = Source.resolve(label, subdir, hub_id, data_dir,
+                                     f"the {label} subsets raw/, knowmem/, verbmem/, privleak/")
         self.settings = dict(forget_split=forget_split, retain_source=retain_source, max_items=max_items)
 
     def cache_key(self) -> dict:
         """Everything that determines the loaded data."""
-        return {"name": "muse_news", "loader_version": self.loader_version, "source": self.source.describe(),
-                **self.settings}
+        return {"name": f"muse_{self.corpus}", "loader_version": self.loader_version,
+                "source": self.source.describe(), **self.settings}
 
     def load(self) -> BenchmarkData:
         """Read the forget corpus, the retain choice and the evaluation subsets."""
@@ -126,7 +138,8 @@ class MuseNews(Benchmark):
             articles = covering_articles(articles, windows) or head(articles, cap)
             qa["knowmem_forget"] = answered_in(qa["knowmem_forget"], articles, cap)
         forget = [text_item(t) for t in articles]
-        data = BenchmarkData(name="muse_news", train={"forget": forget}, qa=qa, texts=texts)
+        data = BenchmarkData(name=f"muse_{self.corpus}", train={"forget": forget}, qa=qa, texts=texts,
+                             published={"privleak_oracle_auc": CORPORA[self.corpus][3]})
         self._add_retain(data, knowmem_retain)
         data.corpus = corpus_of(data.train, qa, texts)
         return data
@@ -142,6 +155,17 @@ class MuseNews(Benchmark):
             data.train["retain"] = [text_item(t) for t in head(_texts(self.source, "raw/retain1"), cap)]
         else:
             data.missing["retain"] = (
-                f"{self.source.root / raw.local} is not in this copy (MUSE-News retain corpus not shipped); "
+                f"{self.source.root / raw.local} is not in this copy ({CORPORA[self.corpus][0]} retain corpus not shipped); "
                 f"provide it or set benchmark.retain_source=knowmem_qa (retain QA stand-in) or none")
 
+
+@BENCHMARKS.register("muse_news")
+class MuseNews(Muse):
+    """MUSE-News: ``benchmark=muse`` with ``corpus: news`` (the name earlier configs, sweeps and caches use)."""
+
+    def __init__(self, corpus: Literal["news"] = "news", data_dir: Optional[str] = None,
+                 forget_split: str = "raw/forget", retain_source: Literal["raw", "knowmem_qa", "none"] = "raw",
+                 max_items: Optional[int] = None):
+        if corpus != "news":
+            raise UserError(f"benchmark muse_news is the news corpus; for corpus {corpus!r} use benchmark=muse")
+        super().__init__(corpus, data_dir, forget_split, retain_source, max_items)
