@@ -47,7 +47,31 @@ def test_default_run_writes_its_outputs(default_run):
     steps = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
     unlearn_steps = [s for s in steps if s["stage"] == "unlearn"]  # 8 epochs x ceil(120 forget QAs / 32)
     assert len(unlearn_steps) == 8 * 4 and all("loss" in s and "lr" in s for s in unlearn_steps)
+    assert all(s["step_seconds"] > 0 for s in unlearn_steps)
+    times = [s["time"] for s in steps]
+    assert times == sorted(times) and times[-1] - times[0] < prov_seconds(prov)
     assert "method:" in (run_dir / "config.yaml").read_text()
+
+
+def prov_seconds(prov) -> float:
+    return sum(prov["stage_seconds"].values()) + 60
+
+
+def test_every_stage_writes_its_per_example_rows(default_run):
+    _, run_dir, _ = default_run
+    metrics = read_results(run_dir)["metrics"]
+    for stage in ("oracle", "target", "unlearned", "relearn"):
+        rows = [json.loads(line) for line in (run_dir / "examples" / f"{stage}.jsonl").read_text().splitlines()]
+        forget = [r for r in rows if r["split"] == "forget"]
+        assert [r["index"] for r in forget] == list(range(len(forget))) == list(range(120))
+        assert all(r["question"] and r["answer"] and isinstance(r["generation"], str) for r in forget)
+        # aggregates recomputed from the rows equal results.json's
+        assert sum(r["qa_acc"] for r in forget) / len(forget) == metrics[f"{stage}/forget_qa_acc"]
+        assert sum(r["answer_prob"] for r in forget) / len(forget) == pytest.approx(
+            metrics[f"{stage}/forget_answer_prob"], rel=1e-6)
+        recall = [r["rouge_l_recall"] for r in rows if r["split"] == "retain"]
+        assert sum(recall) / len(recall) == pytest.approx(metrics[f"{stage}/retain_rouge_l"], rel=1e-12)
+        assert {r["split"] for r in rows} == {"forget", "retain", "forget_paraphrase", "retain_paraphrase", "holdout"}
 
 
 def test_same_seed_gives_identical_metrics_and_secrets_are_redacted(default_run, cache_dir, tmp_path):

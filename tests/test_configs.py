@@ -30,7 +30,8 @@ POINTS = [(g, o) for g in GROUPS for o in _options(g)]
 
 @pytest.mark.parametrize("group,option", POINTS, ids=[f"{g}={o}" for g, o in POINTS])
 def test_group_option_composes_and_binds(group, option):
-    cfg = _compose([f"{group}=[{option}]" if group in ("attack", "plugin") else f"{group}={option}"])
+    extra = ["model.path=/some/checkpoint"] if (group, option) == ("model", "hf") else []  # the one required key
+    cfg = _compose([f"{group}=[{option}]" if group in ("attack", "plugin") else f"{group}={option}", *extra])
     built = components.build(cfg).components
     assert built.method is not None and built.metrics
     if group == "plugin":

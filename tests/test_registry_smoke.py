@@ -153,14 +153,16 @@ def test_metric_is_finite_deterministic_and_reads_its_baseline(name):
     null = __import__("contextlib").nullcontext
     a, b = tiny_model(0).eval(), tiny_model(1).eval()
     suite, metric = _suite(name)
-    oracle, _ = suite.evaluate("oracle", a, null)
-    target, _ = suite.evaluate("target", b, null)
+    oracle = suite.evaluate("oracle", a, null).values
+    result = suite.evaluate("target", b, null)
+    target = result.values
+    assert result.examples and all(isinstance(r["index"], int) for r in result.examples)
     assert oracle and set(oracle) == set(target)
     assert all(v == v and abs(v) != float("inf") for v in {**oracle, **target}.values())
-    again, _ = _suite(name)[0].evaluate("oracle", a, null)
+    again = _suite(name)[0].evaluate("oracle", a, null).values
     assert again == oracle  # a fresh scorer computes the same numbers
     if metric.baseline == "oracle":
-        alone, _ = _suite(name)[0].evaluate("target", b, null)  # no oracle stage in this suite
+        alone = _suite(name)[0].evaluate("target", b, null).values  # no oracle stage in this suite
         assert alone != target, "the target stage's values must depend on the oracle's"
 
 

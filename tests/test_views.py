@@ -71,8 +71,8 @@ def test_a_stage_scored_under_an_input_attack_scores_the_attacked_prompts():
     metrics = {"answer_prob": AnswerProbability(["forget", "retain"]), "qa_acc": QAAccuracy(["forget", "retain"]),
                "mcq_acc": MCQAccuracy(["forget_mcq", "retain_mcq"])}
     suite = EvalSuite(metrics, inputs, DecodeSettings(batch_size=16, max_new_tokens=6), "fictional")
-    plain, _ = suite.evaluate("unlearned", model, NULL)
-    attacked, _ = suite.evaluate("jailbreak", model, NULL, JAILBREAK)
+    plain = suite.evaluate("unlearned", model, NULL).values
+    attacked = suite.evaluate("jailbreak", model, NULL, JAILBREAK).values
     for key in ("retain_answer_prob", "retain_qa_acc", "retain_mcq_acc"):
         assert attacked[key] == plain[key]  # splits the view does not target are scored as before
     assert attacked["forget_answer_prob"] != plain["forget_answer_prob"]
@@ -91,8 +91,10 @@ def test_metric_instances_with_their_own_id_get_prefixed_keys():
     suite = EvalSuite({"qa_acc": QAAccuracy(["forget"]), "qa_retain_only": QAAccuracy(["retain"])}, _inputs(),
                       DecodeSettings(batch_size=16, max_new_tokens=4), "fictional")
     # registry_name comes from registration; the instance id is the suite's key
-    values, _ = suite.evaluate("target", tiny_model().eval(), NULL)
-    assert set(values) == {"forget_qa_acc", "qa_retain_only/retain_qa_acc"}
+    result = suite.evaluate("target", tiny_model().eval(), NULL)
+    assert set(result.values) == {"forget_qa_acc", "qa_retain_only/retain_qa_acc"}
+    rows = {r["split"]: r for r in result.examples if r["index"] == 0}
+    assert "qa_acc" in rows["forget"] and "qa_retain_only/qa_acc" in rows["retain"]  # per-item records keyed alike
 
 
 def test_zlib_mia_score_of_the_running_scorer_is_loss_over_compressed_length():

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from unlearn_cli import rundir
 from unlearn_cli.binding import bind, signature_params, to_plain
 from unlearn_cli.errors import UserError, suggest
+from unlearn_cli.eval import stored
 from unlearn_cli.eval.decode import DecodeSettings
 from unlearn_cli.files import redact
 from unlearn_cli.models.build import ModelSpec
@@ -77,6 +78,7 @@ class RunOptions:
     sweep_name: str = "sweep"
     checkpoint_every: int = 0
     skip: List[str] = ()
+    oracle_results: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -99,6 +101,7 @@ class RunSettings:
     config: dict          # the resolved config with secrets redacted (config.yaml, loggers)
     method_name: str
     benchmark_name: str
+    oracle_results: Optional[Path] = None  # an earlier run whose oracle values this run reuses
 
     def runs(self, stage: str) -> bool:
         """Whether ``stage`` (one of ``STAGES``) is not skipped."""
@@ -191,8 +194,12 @@ def build(cfg: DictConfig, sweep_dir: Optional[str] = None) -> Plan:
             raise UserError(f"plugin '{key}' cannot run under DeepSpeed ZeRO (weights are sharded); "
                             f"use distributed=ddp or distributed=none")
     prep = cfg.prepare
+    model = _dataclass(ModelSpec, {k: v for k, v in (to_plain(cfg.model) or {}).items() if k != "name"}, "model")
+    if model.kind == "pretrained" and not model.path:
+        raise UserError(f"model '{cfg.model.name}' (kind pretrained) needs model.path=<local directory or Hugging "
+                        f"Face id>")
     components = Components(
-        model=_dataclass(ModelSpec, {k: v for k, v in (to_plain(cfg.model) or {}).items() if k != "name"}, "model"),
+        model=model,
         benchmark=make(BENCHMARKS, cfg.benchmark, "benchmark"),
         method=make(METHODS, cfg.method, "method"),
         optimizer=optimizer,
@@ -207,11 +214,15 @@ def build(cfg: DictConfig, sweep_dir: Optional[str] = None) -> Plan:
         logger=make(LOGGERS, cfg.logger, "logger"),
         distributed=dist,
     )
+    config = redact(OmegaConf.to_container(cfg, resolve=True))
+    oracle_results = Path(opts.oracle_results).expanduser() if opts.oracle_results else None
+    if oracle_results is not None:
+        stored.check_compatible(oracle_results, config)
     settings = RunSettings(
         seed=opts.seed, skip=frozenset(opts.skip), overwrite=opts.overwrite, save_model=opts.save_model,
         cache_dir=Path(opts.cache_dir).expanduser(), cache_reference=opts.cache_reference,
         checkpoint_every=int(opts.checkpoint_every or 0), progress=opts.progress, threads=opts.threads,
         sweep_name=opts.sweep_name, run_dir=rundir.resolve(cfg, sweep_dir), run_name=rundir.run_name(cfg),
-        config_hash=rundir.config_hash(cfg), config=redact(OmegaConf.to_container(cfg, resolve=True)),
-        method_name=str(cfg.method.name), benchmark_name=str(cfg.benchmark.name))
+        config_hash=rundir.config_hash(cfg), config=config, method_name=str(cfg.method.name),
+        benchmark_name=str(cfg.benchmark.name), oracle_results=oracle_results)
     return Plan(components, settings)

@@ -1,13 +1,16 @@
 """What a run writes in its directory (rank 0 only; every file written to a temp name, then renamed).
 
 ``config.yaml`` (redacted), ``results.json`` (``{"status", "run_name", "metrics": {"<stage>/<key>"}}``),
-``provenance.json``, ``leak_at_k.json`` and the PNG plots, ``model/`` (safetensors) with ``save_model``.
+``examples/<stage>.jsonl`` (one row per evaluated item: ``eval.examples``), ``provenance.json``,
+``leak_at_k.json`` and the PNG plots, ``model/`` (safetensors) with ``save_model``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
-from typing import Dict
+import shutil
+from typing import Dict, List
 
 from omegaconf import OmegaConf
 
@@ -35,12 +38,19 @@ class RunOutputs:
         results = self.dir / "results.json"
         if results.exists():
             results.unlink()  # a stale or overwritten run; it is rewritten at the end
+        shutil.rmtree(self.dir / "examples", ignore_errors=True)  # every stage of this run writes its own
 
     def results(self, status: str, metrics: Dict[str, float], provenance: dict) -> None:
         if self.main:
             atomic_write_json(self.dir / "results.json",
                               {"status": status, "run_name": self.settings.run_name, "metrics": metrics})
             atomic_write_json(self.dir / "provenance.json", provenance)
+
+    def examples(self, stage: str, rows: List[dict]) -> None:
+        """``examples/<stage>.jsonl``: one JSON object per evaluated item and split."""
+        if self.main:
+            text = "".join(json.dumps(row, sort_keys=True, allow_nan=False) + "\n" for row in rows)
+            atomic_write_text(self.dir / "examples" / f"{stage}.jsonl", text)
 
     def plots(self, metrics: Dict[str, float], artifacts: Dict[str, dict]) -> Dict[str, str]:
         """PNG plots (leak@k curves, stage bars) and ``leak_at_k.json``; ``{name: path}`` for the logger."""

@@ -21,7 +21,8 @@ from omegaconf import DictConfig
 from unlearn_cli import components, progress
 from unlearn_cli.attacks.context import AttackContext
 from unlearn_cli.data.encoding import encode_qa
-from unlearn_cli.errors import NonFiniteLossError, UserError
+from unlearn_cli.errors import NonFiniteLossError
+from unlearn_cli.eval import stored
 from unlearn_cli.eval.inputs import EvalInputs
 from unlearn_cli.eval.suite import EvalSuite
 from unlearn_cli.loggers.none import NoLogger
@@ -48,17 +49,18 @@ class Run:
     def execute(self) -> Path:
         with self._session():
             with self.provenance.stage("load_data"):
-                data = self._load_data()
+                data = self.c.benchmark.load()
+                unlearn.check_data(data, self.c.method, self.s.method_name, self.s.benchmark_name)
             with self.provenance.stage("prepare"), distributed.main_first():
                 target, oracle = prepare.target_and_oracle(
                     data, self.c.model, self.c.benchmark, self.c.prepare, self.s.cache_dir,
-                    self.s.runs("eval_oracle"), self._log, self.device)
+                    self.s.runs("eval_oracle") and self.s.oracle_results is None, self._log, self.device)
             self.provenance.set("prepared", {"target": str(target), "oracle": str(oracle) if oracle else None})
             model, self.tok = prepare.load_model(target, self.c.model, self.device)
             self.c.method.check_model(model)
             self._encode(data)
-            if oracle is not None and self.s.runs("eval_oracle") and self.main:
-                self._evaluate("oracle", prepare.load_model(oracle, self.c.model, self.device)[0])
+            if self.s.runs("eval_oracle") and self.main:
+                self._oracle(oracle, model)
             if self.s.runs("eval_target") and self.main:
                 self._evaluate("target", model)
             if self.s.runs("unlearn"):
@@ -103,18 +105,6 @@ class Run:
     def _log(self, stage: str, step: int, values: dict) -> None:
         self.logger.log(stage, step, values)
 
-    def _load_data(self):
-        data = self.c.benchmark.load()
-        for split in ("forget",) + (("retain",) if self.c.method.needs_retain else ()):
-            try:
-                items = data.train_split(split)
-            except UserError as err:
-                raise UserError(f"method '{self.s.method_name}' needs {split} data: {err}") from None
-            if not items:
-                raise UserError(f"method '{self.s.method_name}' needs a non-empty '{split}' training split, "
-                                f"which benchmark '{self.s.benchmark_name}' leaves empty")
-        return data
-
     def _encode(self, data) -> None:
         """Token ids of the training splits and the evaluation suite (its splits checked here)."""
         tpl = self.c.model.prompt_template
@@ -126,12 +116,23 @@ class Run:
     def _evaluate(self, stage: str, model, view=None) -> None:
         """Every metric on ``model`` at ``stage`` (through one shared scorer; ``view``: an input attack's)."""
         with self.provenance.stage(f"eval_{stage}"):
-            values, artifacts = self.suite.evaluate(stage, model, self.autocast, view)
-        if artifacts:
-            self.artifacts[stage] = artifacts
-        keyed = {f"{stage}/{k}": v for k, v in values.items()}
+            result = self.suite.evaluate(stage, model, self.autocast, view)
+        if result.artifacts:
+            self.artifacts[stage] = result.artifacts
+        self.outputs.examples(stage, result.examples)
+        keyed = {f"{stage}/{k}": v for k, v in result.values.items()}
         self.metrics.update(keyed)
         self._log("eval", 0, keyed)
+
+    def _oracle(self, path, target) -> None:
+        """The retain-only oracle first (later stages compare with it): evaluated, or an earlier run's reused."""
+        if self.s.oracle_results is not None:
+            found, values = stored.load(self.s.oracle_results, self.s.config)
+            self.suite.baselines.add_stored(found)
+            self.metrics.update({f"oracle/{k}": v for k, v in values.items()})
+            self.provenance.set("oracle_results", str(found.source))
+        elif path is not None:
+            self._evaluate("oracle", prepare.load_oracle(path, self.c.model, target, self.device))
 
     def _unlearn(self, model, data, target):
         seed_everything(self.s.seed + STAGE_SEEDS["unlearn"])

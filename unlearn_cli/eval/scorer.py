@@ -15,7 +15,8 @@ Metrics ask the scorer for what they need, so two metrics on the same split shar
 A metric that compares with another stage reads that stage's memoised values through
 ``scorer.baseline("oracle")`` / ``("target")``: a frozen ``StageScorer`` of that stage (the stage
 itself when it is the one being evaluated, None when the run has no such stage). ``artifacts``
-collects curves that the pipeline saves and plots. An input attack's ``PromptView`` (``attack``)
+collects curves that the pipeline saves and plots; ``records`` the per-item judgements metrics report
+(``record``), which ``eval.examples`` writes beside what the scorer memoised. An input attack's ``PromptView`` (``attack``)
 changes the prompts of the splits it targets for every request of the stage.
 """
 
@@ -57,7 +58,12 @@ class Baselines:
         if scorer.stage in self.NAMES:
             self._stages[scorer.stage] = scorer.freeze()
 
-    def get(self, name: str) -> Optional["StageScorer"]:
+    def add_stored(self, stored) -> None:
+        """An earlier run's stage read back from its per-example rows (``eval.stored.StoredStage``)."""
+        self._stages[stored.stage] = stored
+
+    def get(self, name: str):
+        """The frozen scorer (or stored stage) ``name``; None when the run has none."""
         if name not in self.NAMES:
             raise ValueError(f"unknown baseline '{name}'; known: {', '.join(self.NAMES)}")
         return self._stages.get(name)
@@ -80,6 +86,8 @@ class StageScorer:
         self.baselines = baselines or Baselines()
         self.attack = attack
         self.artifacts: Dict[str, object] = {}
+        self.records: Dict[str, Dict[str, list]] = {}
+        self.record_prefix = ""  # set by the suite: "<id>/" for a metric instance whose id is not its name
         self._memo: Dict[tuple, object] = {}
         self._frozen = False
 
@@ -94,6 +102,10 @@ class StageScorer:
     @property
     def pad_id(self) -> int:
         return self.tokenizer.pad_token_id
+
+    def record(self, split: str, name: str, values) -> None:
+        """Per-item values a metric computed on ``split`` (one per item, in item order) for ``examples/<stage>.jsonl``."""
+        self.records.setdefault(split, {})[self.record_prefix + name] = list(values)
 
     # -- baselines ----------------------------------------------------------------------------------
     def baseline(self, name: str) -> Optional["StageScorer"]:
@@ -188,6 +200,14 @@ class StageScorer:
             sums, counts = self.answer_nll(split, "perturbed")
             return stats.truth_ratio(base, (sums / counts.clamp_min(1)).double().numpy())
         return self._cached(("truth_ratio", split), build)
+
+    def normalised_probs(self, split: str) -> np.ndarray:
+        """Per-item TOFU normalised probability ``P(a) / (P(a) + sum_j P(a~_j))`` on length-normalised NLLs
+        (``stats.normalised_prob``; real authors / world facts)."""
+        def build():
+            sums, counts = self.answer_nll(split, "perturbed")
+            return stats.normalised_prob(self.mean_nll(split), (sums / counts.clamp_min(1)).double().numpy())
+        return self._cached(("norm_prob", split), build)
 
     def token_stats(self, split: str) -> List[TokenStats]:
         """Per-token log-probs and Min-K%++ moments of a text split, or of a QA split's gold

@@ -4,18 +4,30 @@
 metric's ``resolve``), then ``evaluate(stage, model)`` scores every metric through one shared
 ``StageScorer`` (greedy requests pooled first) and returns ``{key: value}``. An instance whose id
 differs from its registry name prefixes its keys with ``<id>/``, so two instances of one metric
-never collide. The oracle and target scorers are kept as the run's baselines.
+never collide. The oracle and target scorers are kept as the run's baselines; every stage's per-example
+rows come back with its values (``eval.examples``).
 """
 
 from __future__ import annotations
 
-from typing import Dict, Optional, Tuple
+from dataclasses import dataclass
+from typing import Dict, List, Optional
 
 from unlearn_cli.errors import UserError
 from unlearn_cli.eval.decode import DecodeSettings
+from unlearn_cli.eval.examples import stage_rows
 from unlearn_cli.eval.inputs import EvalInputs
 from unlearn_cli.eval.scorer import Baselines, StageScorer
 from unlearn_cli.eval.views import PromptView
+
+
+@dataclass
+class StageResult:
+    """What evaluating one stage produced: ``{key: value}``, curves, and one row per evaluated item."""
+
+    values: Dict[str, float]
+    artifacts: dict
+    examples: List[dict]
 
 
 class EvalSuite:
@@ -34,14 +46,17 @@ class EvalSuite:
             raise UserError(f"eval.metrics: unknown split '{unknown[0]}' for benchmark '{benchmark}'; "
                             f"known: {', '.join(inputs.known())}")
 
-    def evaluate(self, stage: str, model, autocast, attack: Optional[PromptView] = None) -> Tuple[Dict[str, float], dict]:
-        """``({key: value}, artifacts)`` of every metric on ``model`` at ``stage``."""
+    def evaluate(self, stage: str, model, autocast, attack: Optional[PromptView] = None) -> StageResult:
+        """Every metric on ``model`` at ``stage``: aggregates, artifacts and per-example rows."""
         scorer = StageScorer(model, self.inputs, self.decode, autocast, stage, self.baselines, attack)
         scorer.prefetch(self.metrics.values())
         values: Dict[str, float] = {}
         for metric_id, metric in self.metrics.items():
             prefix = "" if metric_id == metric.registry_name else f"{metric_id}/"
+            scorer.record_prefix = prefix
             for key, value in metric.compute(scorer).items():
                 values[prefix + key] = float(value)
+        scorer.record_prefix = ""
+        rows = stage_rows(scorer)
         self.baselines.add(scorer)
-        return values, scorer.artifacts
+        return StageResult(values, scorer.artifacts, rows)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 from unlearn_cli.contracts import Logger
@@ -11,7 +12,8 @@ from unlearn_cli.registry import LOGGERS
 
 @LOGGERS.register("jsonl")
 class JsonlLogger(Logger):
-    """Appends one JSON object per logged step to ``<run_dir>/metrics.jsonl`` (flushed each line)."""
+    """Appends one JSON object per logged step to ``<run_dir>/metrics.jsonl`` (flushed each line), with the
+    wall-clock ``time`` (Unix seconds) it was written at; training rows also carry ``step_seconds``."""
 
     def __init__(self, filename: str = "metrics.jsonl"):
         self.filename = filename
@@ -24,7 +26,8 @@ class JsonlLogger(Logger):
 
     def log(self, stage: str, step: int, values: dict) -> None:
         if self._fh is not None:
-            self._fh.write(json.dumps({"stage": stage, "step": step, **values}, sort_keys=True) + "\n")
+            row = {"stage": stage, "step": step, "time": round(time.time(), 3), **values}
+            self._fh.write(json.dumps(row, sort_keys=True) + "\n")
             self._fh.flush()
 
     def summary(self, metrics: dict, images: dict | None = None) -> None:

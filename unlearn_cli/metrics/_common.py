@@ -31,10 +31,17 @@ def greedy_requests(splits, view: str = "question", max_new_tokens: Optional[int
 
 def rouge_scores(scorer, split: str, stemmer: bool = True, view: str = "question",
                  max_new_tokens: Optional[int] = None):
-    """(recall, F1) ROUGE-L arrays of the greedy answers of ``split`` against the gold answers."""
+    """(recall, F1) ROUGE-L arrays of the greedy answers of ``split`` against the gold answers (recorded
+    per item as ``rouge_l_recall`` / ``rouge_l_f1``, with ``[nostem]`` / ``[<view>,<tokens>]`` when not the default)."""
     gens = scorer.generations(split, view, max_new_tokens)
     pairs = [stats.rouge_l(g, it.answer, stemmer) for g, it in zip(gens, scorer.items[split])]
-    return np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    recall, f1 = np.array([p[0] for p in pairs]), np.array([p[1] for p in pairs])
+    tags = ([] if stemmer else ["nostem"]) + ([] if (view, max_new_tokens) == ("question", None) else
+                                              [f"{view},{max_new_tokens}"])
+    tag = f"[{';'.join(tags)}]" if tags else ""
+    scorer.record(split, f"rouge_l_recall{tag}", recall)
+    scorer.record(split, f"rouge_l_f1{tag}", f1)
+    return recall, f1
 
 
 def oracle_or_warn(scorer, what: str):

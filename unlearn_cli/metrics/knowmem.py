@@ -47,5 +47,6 @@ class KnowMem(Metric):
         for split in self.eval_splits:
             gens = scorer.generations(split, f"icl:{self.icl[split]}", self.max_new_tokens)
             f1 = [stats.rouge_l(cut(g), it.answer, False)[1] for g, it in zip(gens, scorer.items[split])]
+            scorer.record(split, "knowmem_f1", f1)
             out[f"{label(split, 'knowmem_')}_knowmem"] = 100.0 * float(np.mean(f1))
         return out

@@ -72,6 +72,7 @@ class LeakAtK(Metric):
             counts = self._entailed_counts(scorer, samples, items)
         else:
             counts = [sum(leaks(self.judge, self.threshold, g, it) for g in gens) for gens, it in zip(samples, items)]
+        scorer.record(split, f"leak_count[T={temperature:g},p={top_p:g},n={self.n}]", counts)
         return {"leak": {k: float(np.mean([stats.leak_at_k(self.n, c, k) for c in counts])) for k in self.ks},
                 "counts": counts}
 

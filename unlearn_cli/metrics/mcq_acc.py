@@ -86,5 +86,6 @@ class MCQAccuracy(Metric):
         for split in splits:
             pred = scorer.mcq_logprobs(split, self.shots(split)).argmax(-1).tolist()
             gold = [it.answer for it in scorer.mcq[split]]
+            scorer.record(split, "mcq_correct", [p == g for p, g in zip(pred, gold)])
             out[f"{label(split, suffix='_mcq')}_mcq_acc"] = sum(p == g for p, g in zip(pred, gold)) / len(gold)
         return out

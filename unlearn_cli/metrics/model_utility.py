@@ -36,9 +36,7 @@ class ModelUtility(Metric):
         values = []
         for split in self.splits:
             if split in self.normalised:
-                sums, counts = scorer.answer_nll(split, "perturbed")
-                pert = (sums / counts.clamp_min(1)).double().numpy()
-                prob = float(stats.normalised_prob(scorer.mean_nll(split), pert).mean())
+                prob = float(scorer.normalised_probs(split).mean())
             else:
                 prob = float(np.exp(-scorer.mean_nll(split)).mean())
             recall, _ = rouge_scores(scorer, split)

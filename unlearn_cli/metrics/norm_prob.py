@@ -3,7 +3,6 @@
 from typing import List
 
 from unlearn_cli.contracts import Metric
-from unlearn_cli.eval import stats
 from unlearn_cli.registry import METRICS
 
 
@@ -22,7 +21,5 @@ class NormalisedProbability(Metric):
     def compute(self, scorer):
         out = {}
         for split in self.splits:
-            sums, counts = scorer.answer_nll(split, "perturbed")
-            pert = (sums / counts.clamp_min(1)).double().numpy()
-            out[f"{split}_norm_prob"] = float(stats.normalised_prob(scorer.mean_nll(split), pert).mean())
+            out[f"{split}_norm_prob"] = float(scorer.normalised_probs(split).mean())
         return out

@@ -48,5 +48,6 @@ class OpenQA(Metric):
                 ok = entailed(self.judge_model, [items[i].question for i in idx], [gens[i] for i in idx],
                               [items[i].answer for i in idx], self.threshold, next(scorer.model.parameters()).device)
                 correct[idx] = ok
+            scorer.record(split, "open_qa", correct)
             out[f"{split}_open_qa"] = float(correct.mean())
         return out

@@ -31,5 +31,6 @@ class QAAccuracy(Metric):
         for split in self.splits:
             gens = scorer.generations(split)
             hits = [contains_value(g, it.value) for g, it in zip(gens, scorer.items[split])]
+            scorer.record(split, "qa_acc", hits)
             out[f"{split}_qa_acc"] = sum(hits) / len(hits)
         return out

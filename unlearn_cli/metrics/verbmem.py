@@ -37,5 +37,6 @@ class VerbMem(Metric):
             refs = [tok.decode(tok(it.answer, add_special_tokens=False)["input_ids"][:self.max_new_tokens])
                     for it in scorer.items[split]]
             f1 = [stats.rouge_l(g, r, False)[1] for g, r in zip(gens, refs)]
+            scorer.record(split, "verbmem_f1", f1)
             out[f"{label(split, 'verbmem_')}_verbmem"] = 100.0 * float(np.mean(f1))
         return out

@@ -23,11 +23,14 @@ class ModelSpec:
 
     ``kind: tiny`` builds a small model of ``architecture`` (llama, mistral or qwen2: the layouts
     of the real models the presets name) from the fields below, with a tokenizer trained on the
-    benchmark's text; ``kind: pretrained`` loads ``path`` (a local dir or a Hugging Face id).
+    benchmark's text; ``kind: pretrained`` loads ``path`` (a local dir or a Hugging Face id) and,
+    when given, the retain-only ``oracle_path`` (e.g. TOFU's ``retain90`` checkpoint; same vocabulary),
+    evaluated as stage ``oracle``.
     """
 
     kind: str = "tiny"
     path: Optional[str] = None
+    oracle_path: Optional[str] = None
     tokenizer_path: Optional[str] = None
     architecture: str = "llama"
     hidden_size: int = 128

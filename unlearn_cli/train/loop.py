@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import operator
+import time
 from typing import Callable, Dict, Iterable, List, Optional, Sequence
 
 import torch
@@ -117,7 +118,8 @@ def train(model, objective: Objective, stream: BatchStream, optimizer: torch.opt
           scheduler=None, engine=None, start_step: int = 0) -> Dict[str, float]:
     """Run optimisation steps ``start_step..steps-1`` of ``objective(model, batch) -> (terms, logs)``.
 
-    Returns the last step's logged values. ``after_step(step)`` runs after each update (plug-ins,
+    Returns the last step's logged values (with ``step_seconds``: the step's wall time, batches to
+    ``after_step`` included). ``after_step(step)`` runs after each update (plug-ins,
     checkpoints). Raises ``NonFiniteLossError`` on NaN/inf, leaving weights at the last good step.
     With a DeepSpeed ``engine`` (``model`` is then the engine) the closure runs once per step and
     the engine performs the update and the scheduler step.
@@ -129,6 +131,7 @@ def train(model, objective: Objective, stream: BatchStream, optimizer: torch.opt
     last: Dict[str, float] = {}
     with progress.bar(stage, steps - start_step) as advance:
         for step in range(start_step, steps):
+            started = time.perf_counter()
             micro = [to_device(next(batches), device) for _ in range(settings.grad_accum)]
             closure = StepClosure(model, objective, micro, settings, params, stage=stage, step=step,
                                   device=device, engine=engine)
@@ -141,7 +144,7 @@ def train(model, objective: Objective, stream: BatchStream, optimizer: torch.opt
                 after_step(step)
             values = distributed.mean_over_ranks({"loss": loss.detach(),
                                                   **{k: v.detach() for k, v in closure.logs.items()}})
-            last = {"lr": scheduler.get_last_lr()[0], **values}
+            last = {"lr": scheduler.get_last_lr()[0], **values, "step_seconds": round(time.perf_counter() - started, 4)}
             if step % settings.log_every == 0 or step == steps - 1:
                 log(stage, step, last)
             advance(1, loss=last["loss"])

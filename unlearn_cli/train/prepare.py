@@ -98,14 +98,17 @@ def target_and_oracle(data, spec: models.ModelSpec, benchmark, prepare, cache_di
     ``model.kind=tiny`` builds (or finds cached) a tokenizer trained on the benchmark's text, the
     target fine-tuned on its ``forget`` + ``retain`` training splits and, when ``want_oracle``, the
     oracle fine-tuned on ``retain`` only (``prepare``: ``components.PrepareSpec``).
-    ``model.kind=pretrained`` names its checkpoint in ``model.path``.
+    ``model.kind=pretrained`` names its checkpoint in ``model.path`` and its oracle in ``model.oracle_path``.
     """
     if spec.kind == "pretrained":
         if not spec.path:
             raise UserError("model.kind=pretrained needs model.path (a local directory or a Hugging Face id)")
-        return spec.path, None
+        return spec.path, (spec.oracle_path if want_oracle else None)
     if spec.kind != "tiny":
         raise UserError(f"model.kind must be 'tiny' or 'pretrained', got '{spec.kind}'")
+    if spec.oracle_path:
+        raise UserError("model.oracle_path is for model.kind=pretrained; model.kind=tiny trains its own oracle "
+                        "on the benchmark's retain split")
     for split in ("forget", "retain"):
         if split not in data.train:
             reason = data.missing.get(split) or f"it has {', '.join(sorted(data.train)) or 'no training split'}"
@@ -126,3 +129,13 @@ def load_model(path, spec: models.ModelSpec, device):
     model, tok = load_prepared(path, spec) if spec.kind == "tiny" else models.load_pretrained(path, spec)
     model.to(device).eval()
     return model, tok
+
+
+def load_oracle(path, spec: models.ModelSpec, target, device):
+    """The oracle model at ``path``, scored with the target's tokenizer: UserError unless the vocabularies match."""
+    oracle, _ = load_model(path, spec, device)
+    mine, theirs = oracle.get_input_embeddings().num_embeddings, target.get_input_embeddings().num_embeddings
+    if mine != theirs:
+        raise UserError(f"model.oracle_path '{path}' has a {mine}-token vocabulary, the target {theirs}; "
+                        f"the oracle must share the target's tokenizer")
+    return oracle

@@ -79,6 +79,18 @@ class Unlearning:
             p.requires_grad_(True)
 
 
+def check_data(data, method, method_name: str, benchmark_name: str) -> None:
+    """UserError (before anything trains) unless ``data`` has the non-empty training splits ``method`` needs."""
+    for split in ("forget",) + (("retain",) if method.needs_retain else ()):
+        try:
+            items = data.train_split(split)
+        except UserError as err:
+            raise UserError(f"method '{method_name}' needs {split} data: {err}") from None
+        if not items:
+            raise UserError(f"method '{method_name}' needs a non-empty '{split}' training split, "
+                            f"which benchmark '{benchmark_name}' leaves empty")
+
+
 def build(model, method, train_items: Dict[str, list], train_encoded: Dict[str, EncodedQA], encode: Callable,
           settings: TrainSettings, optimizer_spec, plugins: Dict[str, object], *, seed: int, pad_id: int,
           device: torch.device, cache_reference: bool = True,
