@@ -29,7 +29,7 @@ import torch
 
 from unlearn_cli import cli, components
 from unlearn_cli.data.tokenizer import train_bpe_tokenizer
-from unlearn_cli.models.build import build_tiny, device
+from unlearn_cli.models.build import build_tiny, device, prompt_format
 from unlearn_cli.eval.decode import Sampling, generate
 from unlearn_cli.eval.inputs import EvalInputs
 from unlearn_cli.eval.scorer import StageScorer
@@ -61,7 +61,7 @@ def setup(suite: str, dev):
     model = build_tiny(c.model, len(tok), tok, 0).to(dev).eval()
 
     def inputs():
-        made = EvalInputs(tok, c.model.prompt_template, data.qa, data.mcq, data.texts, c.decode.max_text_tokens)
+        made = EvalInputs(tok, prompt_format(c.model, tok), data.qa, data.mcq, data.texts, c.decode.max_text_tokens)
         for metric in c.metrics.values():
             metric.resolve(made)
         return made

@@ -8,7 +8,7 @@ import functools
 
 import torch
 
-from unlearn_cli.data.encoding import encode_qa
+from unlearn_cli.data.encoding import PromptFormat, encode_qa
 from unlearn_cli.data.fictional import generate
 from unlearn_cli.data.tokenizer import train_bpe_tokenizer
 from unlearn_cli.models.build import ModelSpec, build_tiny
@@ -17,7 +17,7 @@ from unlearn_cli.train import unlearn
 from unlearn_cli.train.loop import StepClosure, sum_terms
 from unlearn_cli.train.settings import TrainSettings
 
-TEMPLATE = "Question: {question}\nAnswer:"
+FORMAT = PromptFormat("Question: {question}\nAnswer: ")
 SPEC = ModelSpec(hidden_size=64, num_layers=3, num_heads=4, intermediate_size=128)
 CPU = torch.device("cpu")
 
@@ -35,7 +35,7 @@ def tiny_model(seed: int = 0):
 
 def encode(items, answers=None):
     _, tok = data_and_tokenizer()
-    return encode_qa(tok, items, TEMPLATE, answers)
+    return encode_qa(tok, items, FORMAT, answers)
 
 
 class Harness:

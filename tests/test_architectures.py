@@ -10,7 +10,7 @@ from unlearn_cli.data.fictional import generate
 from unlearn_cli.data.tokenizer import train_bpe_tokenizer
 from unlearn_cli.losses import mean_token_nll
 from unlearn_cli.methods.rmu import RMU
-from unlearn_cli.models.build import ModelSpec, build_tiny
+from unlearn_cli.models.build import ModelSpec, build_tiny, prompt_format
 from unlearn_cli.train.loop import sum_terms
 from unlearn_cli.train.reference import Reference
 
@@ -29,7 +29,7 @@ def test_tiny_stand_in_builds_trains_generates_and_hooks(arch, cls, data):
     torch.manual_seed(0)
     model = build_tiny(spec, len(tok), tok, seed=0)
     assert type(model).__name__ == cls and len(layers.decoder_layers(model)) == 3
-    enc = encode_qa(tok, d.train["forget"][:8], spec.prompt_template)
+    enc = encode_qa(tok, d.train["forget"][:8], prompt_format(spec, tok))
     batch = enc.batch(range(8), tok.pad_token_id)
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     losses = []
@@ -46,7 +46,7 @@ def test_tiny_stand_in_builds_trains_generates_and_hooks(arch, cls, data):
     assert out.shape == (4, prompts["input_ids"].shape[1] + 4)
 
     # RMU on the family's layer layout: only layer 1's down_proj may change
-    retain = encode_qa(tok, d.train["retain"][:8], spec.prompt_template).batch(range(8), tok.pad_token_id)
+    retain = encode_qa(tok, d.train["retain"][:8], prompt_format(spec, tok)).batch(range(8), tok.pad_token_id)
     rmu = RMU(layer=1, trainable_layers=[1], steering_coeff=5.0, alpha=1.0)
     ref = Reference(build_tiny(spec, len(tok), tok, seed=0).eval(), tok.pad_token_id)
     ref.model.load_state_dict(model.state_dict())
@@ -73,7 +73,7 @@ def test_prefix_shared_answer_scoring_equals_scoring_each_row(arch, data):
     torch.manual_seed(0)
     model = build_tiny(spec, len(tok), tok, seed=0).eval()
     items = d.qa["forget"][:5]
-    enc = encode_qa(tok, items, spec.prompt_template)
+    enc = encode_qa(tok, items, prompt_format(spec, tok))
     answers = [[tok(" " + t, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] for t in it.perturbed]
                for it in items]
     m = len(answers[0])

@@ -11,7 +11,7 @@ import pytest
 import torch
 from scipy import stats
 
-from _method_fixtures import TEMPLATE, data_and_tokenizer, tiny_model
+from _method_fixtures import FORMAT, data_and_tokenizer, tiny_model
 from unlearn_cli.data.encoding import encode_texts, render_mcq
 from unlearn_cli.eval import scorer as scoring
 from unlearn_cli.eval import stats as _stats
@@ -35,7 +35,7 @@ NULL = contextlib.nullcontext
 
 def make_inputs():
     data, tok = data_and_tokenizer()
-    return EvalInputs(tok, TEMPLATE, {k: v[:12] for k, v in data.qa.items()}, data.mcq, data.texts)
+    return EvalInputs(tok, FORMAT, {k: v[:12] for k, v in data.qa.items()}, data.mcq, data.texts)
 
 
 def make_scorer(batch_size=7, stage="target", baselines=None, model=None, **decode):
@@ -138,7 +138,7 @@ def test_gold_answer_nlls_and_qa_token_stats_share_one_forward_per_split():
 def test_paraphrased_answer_request_on_a_split_without_paraphrases_reuses_the_gold_pass():
     data, tok = data_and_tokenizer()
     plain = [dataclasses.replace(it, paraphrased_answer="") for it in data.qa["retain"][:6]]
-    inputs = EvalInputs(tok, TEMPLATE, {"retain": plain}, {}, {})
+    inputs = EvalInputs(tok, FORMAT, {"retain": plain}, {}, {})
     scorer = StageScorer(tiny_model().eval(), inputs, DecodeSettings(batch_size=8), NULL, "target")
     assert scorer.answer_nll("retain", "paraphrased_answer") is scorer.answer_nll("retain")
 
@@ -266,7 +266,7 @@ def test_prefetch_pools_every_declared_greedy_request_into_one_generate_call(mon
     model = tiny_model().eval()
 
     def scorer():
-        return StageScorer(model, EvalInputs(tok, TEMPLATE, qa), DecodeSettings(batch_size=64, max_new_tokens=8),
+        return StageScorer(model, EvalInputs(tok, FORMAT, qa), DecodeSettings(batch_size=64, max_new_tokens=8),
                            NULL, "target")
     calls = []
     real = scoring.generate

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from _method_fixtures import SPEC, TEMPLATE, data_and_tokenizer, tiny_model
+from _method_fixtures import SPEC, FORMAT, data_and_tokenizer, tiny_model
 from unlearn_cli.data.benchmarks.mmlu import Mmlu
 from unlearn_cli.data.loaders import corpus_of
 from unlearn_cli.data.tokenizer import train_bpe_tokenizer
@@ -25,7 +25,7 @@ def scorer_with_wmdp_named_split():
     data, tok = data_and_tokenizer()
     mcq = {"wmdp_bio": data.mcq["forget_mcq"][:24], "retain_mcq": data.mcq["retain_mcq"][:16]}
     torch.manual_seed(0)
-    inputs = EvalInputs(tok, TEMPLATE, {}, mcq, {})
+    inputs = EvalInputs(tok, FORMAT, {}, mcq, {})
     return StageScorer(tiny_model().eval(), inputs, DecodeSettings(batch_size=8), contextlib.nullcontext, "target")
 
 
@@ -64,7 +64,7 @@ def mmlu_scorer():
     tok = train_bpe_tokenizer(corpus_of(data.mcq), 512)
     torch.manual_seed(0)
     model = build_tiny(SPEC, len(tok), tok, 1).eval()
-    return StageScorer(model, EvalInputs(tok, TEMPLATE, {}, data.mcq, {}), DecodeSettings(batch_size=8),
+    return StageScorer(model, EvalInputs(tok, FORMAT, {}, data.mcq, {}), DecodeSettings(batch_size=8),
                        contextlib.nullcontext, "target")
 
 

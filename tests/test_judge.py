@@ -11,7 +11,7 @@ import pytest
 import torch
 from transformers import LlamaConfig, LlamaForSequenceClassification
 
-from _method_fixtures import TEMPLATE, data_and_tokenizer, tiny_model
+from _method_fixtures import FORMAT, data_and_tokenizer, tiny_model
 from unlearn_cli.errors import UserError
 from unlearn_cli.eval import stats as _stats
 from unlearn_cli.metrics import _entailment
@@ -45,7 +45,7 @@ def p_entail(path, premise, hypothesis):
 
 def scorer(n_items=10):
     data, tok = data_and_tokenizer()
-    inputs = EvalInputs(tok, TEMPLATE, {"forget": data.qa["forget"][:n_items]}, {}, {})
+    inputs = EvalInputs(tok, FORMAT, {"forget": data.qa["forget"][:n_items]}, {}, {})
     return StageScorer(tiny_model().eval(), inputs, DecodeSettings(batch_size=16, max_new_tokens=8),
                        contextlib.nullcontext, "target")
 

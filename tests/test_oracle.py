@@ -77,7 +77,7 @@ def test_a_stored_stage_answers_like_the_frozen_scorer(tmp_path):
     """examples/oracle.jsonl read back gives the very truth ratios, MIA scores and AUCs the oracle scorer memoised."""
     import contextlib
 
-    from _method_fixtures import TEMPLATE, data_and_tokenizer, tiny_model
+    from _method_fixtures import FORMAT, data_and_tokenizer, tiny_model
     from unlearn_cli.eval import stored
     from unlearn_cli.eval.decode import DecodeSettings
     from unlearn_cli.eval.inputs import EvalInputs
@@ -87,13 +87,13 @@ def test_a_stored_stage_answers_like_the_frozen_scorer(tmp_path):
     from unlearn_cli.outputs import RunOutputs
 
     data, tok = data_and_tokenizer()
-    inputs = EvalInputs(tok, TEMPLATE, {k: v[:10] for k, v in data.qa.items()}, {},
+    inputs = EvalInputs(tok, FORMAT, {k: v[:10] for k, v in data.qa.items()}, {},
                         {k: v[:6] for k, v in data.texts.items()})
     suite = EvalSuite({"forget_quality": ForgetQuality(), "privleak": PrivLeak("forget_bios", "holdout_bios")},
                       inputs, DecodeSettings(batch_size=8), "fictional")
     result = suite.evaluate("oracle", tiny_model().eval(), contextlib.nullcontext)
     oracle = suite.baselines.get("oracle")
-    config = {"benchmark": {"name": "fictional"}, "eval": {"name": "x"}, "model": {"prompt_template": TEMPLATE}}
+    config = {"benchmark": {"name": "fictional"}, "eval": {"name": "x"}, "model": {"prompt_template": FORMAT.template}}
 
     class Settings:
         run_dir, overwrite, run_name = tmp_path, True, "r"

@@ -13,7 +13,7 @@ import pytest
 import torch
 from omegaconf import OmegaConf
 
-from _method_fixtures import CPU, TEMPLATE, Harness, changed, data_and_tokenizer, encode, snapshot, tiny_model
+from _method_fixtures import CPU, FORMAT, Harness, changed, data_and_tokenizer, encode, snapshot, tiny_model
 from unlearn_cli.attacks.context import AttackContext
 from unlearn_cli.components import make
 from unlearn_cli.eval.decode import DecodeSettings
@@ -138,7 +138,7 @@ SMOKE_METRICS = {  # settings on the fictional benchmark's splits; a new metric 
 
 def _suite(name):
     data, tok = data_and_tokenizer()
-    inputs = EvalInputs(tok, TEMPLATE, {k: v[:12] for k, v in data.qa.items()},
+    inputs = EvalInputs(tok, FORMAT, {k: v[:12] for k, v in data.qa.items()},
                         {k: v[:12] for k, v in data.mcq.items()}, {k: v[:12] for k, v in data.texts.items()})
     metric = make(METRICS, {"name": name, **SMOKE_METRICS[name]}, f"eval.metrics.{name}")
     return EvalSuite({name: metric}, inputs, DecodeSettings(batch_size=64, max_new_tokens=8), "fictional"), metric

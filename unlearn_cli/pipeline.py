@@ -107,9 +107,9 @@ class Run:
 
     def _encode(self, data) -> None:
         """Token ids of the training splits and the evaluation suite (its splits checked here)."""
-        tpl = self.c.model.prompt_template
-        self.train_encoded = {k: encode_qa(self.tok, v, tpl) for k, v in data.train.items() if v}
-        inputs = EvalInputs(self.tok, tpl, data.qa, data.mcq, data.texts, self.c.decode.max_text_tokens,
+        self.format = models.prompt_format(self.c.model, self.tok)
+        self.train_encoded = {k: encode_qa(self.tok, v, self.format) for k, v in data.train.items() if v}
+        inputs = EvalInputs(self.tok, self.format, data.qa, data.mcq, data.texts, self.c.decode.max_text_tokens,
                             data.published)
         self.suite = EvalSuite(self.c.metrics, inputs, self.c.decode, self.s.benchmark_name)
 
@@ -136,7 +136,7 @@ class Run:
 
     def _unlearn(self, model, data, target):
         seed_everything(self.s.seed + STAGE_SEEDS["unlearn"])
-        encode = lambda items, answers=None: encode_qa(self.tok, items, self.c.model.prompt_template, answers)  # noqa: E731
+        encode = lambda items, answers=None: encode_qa(self.tok, items, self.format, answers)  # noqa: E731
         try:
             with self.provenance.stage("unlearn"):
                 setup = unlearn.build(model, self.c.method, data.train, self.train_encoded, encode, self.c.unlearn,

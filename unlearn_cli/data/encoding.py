@@ -1,17 +1,25 @@
 """Tokenisation of QA items and batching.
 
-Prompt and answer are encoded separately (BPE would merge across the boundary otherwise): the
-prompt as ``<bos> + template(question)``, the answer as ``" " + answer + <eos>``. Training and
-scoring use exactly these ids; generation feeds the prompt ids only. Raw-text items (empty
-question: MUSE articles, corpora) are encoded as ``<bos>`` + text with every token supervised,
-chunked to ``TEXT_CHUNK`` tokens (:func:`encode_texts`). Evaluation prompt renderers for
-multiple-choice (:func:`render_mcq`) and few-shot QA (:func:`render_icl`) live here too.
+A QA item is tokenised as its model was trained: prompt and answer *jointly*, as one text
+(:class:`PromptFormat`: a plain ``prompt_template`` followed directly by the answer, or the
+tokenizer's chat template with the question as the user turn), so the first answer token is the
+one the joint text yields (``The`` after ``[/INST]``, ``ĠThe`` after ``Answer:``), not the token of
+a separately encoded ``" " + answer``. The label boundary is where the answer's characters start
+(``answer_boundary: offsets``: the first token whose span reaches into the answer, from the
+tokenizer's offset mapping), so that token is trained on and scored; ``prompt_length`` instead masks
+as many tokens as the separately tokenised prompt has -- OpenUnlearning's layout, one token too many
+when the prompt ends in a space -- for parity with its published numbers. A plain format prepends
+``<bos>`` and appends ``<eos>``; a chat template carries its own. Training and scoring use these ids;
+generation feeds the prompt ids only. Raw-text items (empty question: MUSE articles, corpora) are
+encoded as ``<bos>`` + text with every token supervised, chunked to ``TEXT_CHUNK`` tokens
+(:func:`encode_texts`). Evaluation prompt renderers for multiple-choice (:func:`render_mcq`) and
+few-shot QA (:func:`render_icl`) live here too.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Literal, Optional, Sequence, Tuple
 
 import torch
 
@@ -53,24 +61,73 @@ class EncodedQA:
                 "index": torch.tensor(list(indices), dtype=torch.long)}
 
 
-def render_prompt(template: str, question: str) -> str:
-    return template.format(question=question)
-
-
 def bos_ids(tokenizer) -> List[int]:
     """``[<bos>]``, or ``[]`` for a tokenizer without one."""
     return [tokenizer.bos_token_id] if tokenizer.bos_token_id is not None else []
 
 
-def encode_prompts(tokenizer, questions: Sequence[str], template: str) -> List[List[int]]:
-    """``<bos> + template(question)`` token ids per question (the prompt part of :func:`encode_qa`)."""
-    ids = tokenizer([render_prompt(template, q) for q in questions], add_special_tokens=False)["input_ids"]
-    return [bos_ids(tokenizer) + p for p in ids]
+@dataclass(frozen=True)
+class PromptFormat:
+    """How one model's prompts and answers are laid out as text and split into tokens (module docstring).
+
+    ``template``: the plain prompt (``{question}`` filled in); the answer follows it directly, so the
+    template carries its separator (``"Question: {question}\nAnswer: "``, ``"[INST] {question} [/INST]"``).
+    ``chat``: render with the tokenizer's chat template instead (a ``system_prompt`` turn first when
+    given; ``date_string`` passed to templates that print a date, as Llama 3's does).
+    """
+
+    template: str = "Question: {question}\nAnswer: "
+    chat: bool = False
+    system_prompt: Optional[str] = None
+    date_string: Optional[str] = None
+    answer_boundary: Literal["offsets", "prompt_length"] = "offsets"
+
+    def _messages(self, question: str) -> List[dict]:
+        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        return system + [{"role": "user", "content": question}]
+
+    def _chat(self, tokenizer, messages, prompt: bool) -> str:
+        extra = {"date_string": self.date_string} if self.date_string else {}
+        return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=prompt, **extra)
+
+    def prompt_text(self, tokenizer, question: str) -> str:
+        """The prompt as text (the generation prompt of a chat template)."""
+        if self.chat:
+            return self._chat(tokenizer, self._messages(question), True)
+        return self.template.format(question=question)
+
+    def full_text(self, tokenizer, question: str, answer: str) -> str:
+        """Prompt and answer as the model was trained on them; the prompt text is its prefix."""
+        prompt = self.prompt_text(tokenizer, question)
+        if not self.chat:
+            return prompt + answer
+        full = self._chat(tokenizer, self._messages(question) + [{"role": "assistant", "content": answer}], False)
+        if not full.startswith(prompt) or answer not in full[len(prompt):]:
+            raise UserError("the tokenizer's chat template does not render the generation prompt as the start of "
+                            "prompt + answer; set model.chat_template=off and a model.prompt_template")
+        return full
+
+    def encode(self, tokenizer, questions: Sequence[str], answers: Sequence[str]) -> EncodedQA:
+        """Prompt / answer token ids of each (question, answer), tokenised jointly (module docstring)."""
+        prompts = [self.prompt_text(tokenizer, q) for q in questions]
+        texts = [self.full_text(tokenizer, q, a) for q, a in zip(questions, answers)]
+        offsets = self.answer_boundary == "offsets"
+        enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=offsets)
+        if offsets:
+            bounds = [next((j for j, (_, end) in enumerate(spans) if end > len(p)), len(spans))
+                      for spans, p in zip(enc["offset_mapping"], prompts)]
+        else:
+            bounds = [len(ids) for ids in tokenizer(prompts, add_special_tokens=False)["input_ids"]]
+        lead = [] if self.chat else bos_ids(tokenizer)
+        tail = [] if self.chat else [tokenizer.eos_token_id]
+        return EncodedQA([lead + ids[:b] for ids, b in zip(enc["input_ids"], bounds)],
+                         [ids[b:] + tail for ids, b in zip(enc["input_ids"], bounds)])
 
 
-def encode_qa(tokenizer, items, template: str, answers: Optional[Sequence[str]] = None,
+def encode_qa(tokenizer, items, fmt: PromptFormat, answers: Optional[Sequence[str]] = None,
               max_length: Optional[int] = None) -> EncodedQA:
-    """Encode items (or items with replacement ``answers``, e.g. refusals or perturbed answers)."""
+    """Encode items (or items with replacement ``answers``, e.g. refusals or perturbed answers) in the
+    model's ``fmt``; raw-text items (empty question) as supervised text rows."""
     if len(items) == 0:
         raise UserError("cannot encode an empty split")
     texts = list(answers) if answers is not None else [it.answer for it in items]
@@ -80,15 +137,12 @@ def encode_qa(tokenizer, items, template: str, answers: Optional[Sequence[str]] 
         qa_items = [it for it in items if it.question]
         text_rows = encode_texts(tokenizer, [it.answer for it in items if not it.question],
                                  chunk=max_length or TEXT_CHUNK)
-        return encode_qa(tokenizer, qa_items, template, max_length=max_length).concat(text_rows) if qa_items \
+        return encode_qa(tokenizer, qa_items, fmt, max_length=max_length).concat(text_rows) if qa_items \
             else text_rows
-    prompts = encode_prompts(tokenizer, [it.question for it in items], template)
-    answer_ids = tokenizer([" " + a for a in texts], add_special_tokens=False)["input_ids"]
-    eos = [tokenizer.eos_token_id]
-    outs = [a + eos for a in answer_ids]
+    rows = fmt.encode(tokenizer, [it.question for it in items], texts)
     if max_length:
-        outs = [a[: max(1, max_length - len(p))] for p, a in zip(prompts, outs)]
-    return EncodedQA(prompts, outs)
+        rows = EncodedQA(rows.prompts, [a[: max(1, max_length - len(p))] for p, a in zip(rows.prompts, rows.answers)])
+    return rows
 
 
 # Raw text (MUSE articles, WMDP corpora): rows of at most this many supervised tokens.

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from unlearn_cli.data.encoding import EncodedQA, bos_ids, encode_texts, render_mcq
+from unlearn_cli.data.encoding import EncodedQA, PromptFormat, bos_ids, encode_texts, render_mcq
 from unlearn_cli.errors import UserError
 from unlearn_cli.eval import views
 from unlearn_cli.eval.views import PromptView
@@ -30,12 +30,12 @@ def _key(attack: Optional[PromptView], split: str) -> Optional[str]:
 class EvalInputs:
     """A run's evaluation splits and their memoised token ids (module docstring)."""
 
-    def __init__(self, tokenizer, template: str, qa: Dict[str, list], mcq: Optional[Dict[str, list]] = None,
+    def __init__(self, tokenizer, fmt: PromptFormat, qa: Dict[str, list], mcq: Optional[Dict[str, list]] = None,
                  texts: Optional[Dict[str, list]] = None, max_text_tokens: int = 512,
                  published: Optional[Dict[str, float]] = None):
         self.tokenizer = tokenizer
         self.published = dict(published or {})  # the benchmark's published constants (BenchmarkData.published)
-        self.template = template
+        self.format = fmt  # the model's prompt layout (data.encoding.PromptFormat)
         self.qa = dict(qa)
         self.mcq = dict(mcq or {})
         self.texts = dict(texts or {})
@@ -93,8 +93,11 @@ class EvalInputs:
                 texts = [a for it in items for a in it.perturbed]
             else:
                 raise UserError(f"unknown answer field '{field}'; known: answer, paraphrased_answer, perturbed")
-            prompts = self.prompts(split, view, attack)
-            answer_ids = self.token_ids([" " + t for t in texts])
+            if views.parse(view)[0].templated and items[0].question:  # prompt + answer jointly, as trained
+                asked = views.questions(items, view, attack if _key(attack, split) else None)
+                return self.format.encode(self.tokenizer, [asked[i // per] for i in range(len(texts))], texts), per
+            prompts = self.prompts(split, view, attack)  # a raw prefix and its continuation, apart
+            answer_ids = self.token_ids(texts)
             eos = [self.tokenizer.eos_token_id]
             rows = EncodedQA([list(prompts[i // per]) for i in range(len(texts))], [a + eos for a in answer_ids])
             return rows, per

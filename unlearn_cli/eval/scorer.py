@@ -179,12 +179,15 @@ class StageScorer:
 
         def build():
             rows, per = self.inputs.answers(split, field, view, self.attack)
-            if field == "perturbed":  # J answers per prompt: encode each prompt once
-                prompts = rows.prompts[::per]
+            prompts = rows.prompts[::per]
+            if field == "perturbed" and all(p == prompts[i // per] for i, p in enumerate(rows.prompts)):
+                # J answers per prompt: encode each prompt once
                 answers = [rows.answers[i * per:(i + 1) * per] for i in range(len(prompts))]
                 return shared_prefix_nll(self.model, prompts, answers, self.pad_id, self.decode.batch_size,
                                          self.autocast)
-            return answer_nll(self.model, rows, self.pad_id, self.decode.batch_size, self.autocast)
+            sums, counts = answer_nll(self.model, rows, self.pad_id, self.decode.batch_size, self.autocast)
+            # (a joint tokenisation may end one item's prompt differently before different answers)
+            return (sums.view(-1, per), counts.view(-1, per)) if field == "perturbed" else (sums, counts)
         return self._cached(("nll", split, field, view), build)
 
     def mean_nll(self, split: str, field: str = "answer", view: str = "question") -> np.ndarray:

@@ -21,7 +21,8 @@ from unlearn_cli.eval import stats
 from unlearn_cli.eval.examples import mia_name
 
 # config sections whose values decide what an oracle's per-item values are
-MATCHED = (("benchmark",), ("eval",), ("model", "prompt_template"))
+MATCHED = (("benchmark",), ("eval",), ("model", "prompt_template"), ("model", "chat_template"),
+           ("model", "system_prompt"), ("model", "date_string"), ("model", "answer_boundary"))
 
 
 class StoredStage:

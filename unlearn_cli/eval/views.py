@@ -3,9 +3,12 @@
 A view is named in a metric's request (``question``, ``paraphrased_question``, ``raw``,
 ``icl:<split>``); each picks the question text of an item and renders it:
 
-* ``question`` -- ``<bos> + template(question)`` (``<bos>`` alone for raw-text items);
+* ``question`` -- the model's prompt format (``data.encoding.PromptFormat``: template or chat
+  template), tokenised jointly with the item's gold answer and cut at the answer boundary, so the
+  prompt ids are exactly the ones the model was trained to continue (``<bos>`` alone for raw-text items);
 * ``paraphrased_question`` -- the same with the item's paraphrased question (TOFU), else its question;
-* ``raw`` -- ``<bos>`` + the question text, no template (MUSE VerbMem passage prefixes);
+* ``raw`` -- ``<bos>`` + the question text, no template (MUSE VerbMem passage prefixes, tokenised alone
+  as MUSE does);
 * ``icl:<split>`` -- MUSE KnowMem's few-shot prompt: the QA pairs of ``<split>`` as demonstrations.
 
 An input attack returns a :class:`PromptView`; the scorer of its stage passes it here and every
@@ -18,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
 
-from unlearn_cli.data.encoding import bos_ids, encode_prompts, render_icl
+from unlearn_cli.data.encoding import bos_ids, render_icl
 from unlearn_cli.errors import UserError
 
 if TYPE_CHECKING:
@@ -46,17 +49,16 @@ class PromptView:
 
 @dataclass(frozen=True)
 class View:
-    """A named view: ``select(item)`` picks the question text, ``render(inputs, questions, arg)`` the ids."""
+    """A named view: ``select(item)`` picks the question text; a templated view renders it in the model's
+    prompt format, any other with ``render(inputs, questions, arg)``."""
 
     select: Callable[[object], str]
-    render: Callable[["EvalInputs", List[str], Optional[str]], List[List[int]]]
+    render: Optional[Callable[["EvalInputs", List[str], Optional[str]], List[List[int]]]] = None
     takes_argument: bool = False
 
-
-def _templated(inputs: "EvalInputs", questions: List[str], arg: Optional[str]) -> List[List[int]]:
-    if not questions[0]:  # raw-text items: the continuation is scored after <bos> alone
-        return [bos_ids(inputs.tokenizer) for _ in questions]
-    return encode_prompts(inputs.tokenizer, questions, inputs.template)
+    @property
+    def templated(self) -> bool:
+        return self.render is None
 
 
 def _raw(inputs: "EvalInputs", questions: List[str], arg: Optional[str]) -> List[List[int]]:
@@ -70,8 +72,8 @@ def _icl(inputs: "EvalInputs", questions: List[str], demo_split: Optional[str]) 
 
 
 VIEWS: Dict[str, View] = {
-    "question": View(lambda it: it.question, _templated),
-    "paraphrased_question": View(lambda it: it.paraphrased_question or it.question, _templated),
+    "question": View(lambda it: it.question),
+    "paraphrased_question": View(lambda it: it.paraphrased_question or it.question),
     "raw": View(lambda it: it.question, _raw),
     "icl": View(lambda it: it.question, _icl, takes_argument=True),
 }
@@ -86,10 +88,19 @@ def parse(view: str) -> Tuple[View, Optional[str]]:
     return VIEWS[name], arg or None
 
 
+def questions(items: Sequence, view: str, attack: Optional[PromptView] = None) -> List[str]:
+    """The question text of each item under ``view``, with ``attack``'s text around it when given."""
+    spec, _ = parse(view)
+    out = [spec.select(it) for it in items]
+    return [attack.question(q) for q in out] if attack is not None else out
+
+
 def render(inputs: "EvalInputs", items: Sequence, view: str, attack: Optional[PromptView] = None) -> List[List[int]]:
     """Prompt ids of ``items`` under ``view``, with ``attack``'s text around each question when given."""
     spec, arg = parse(view)
-    questions = [spec.select(it) for it in items]
-    if attack is not None:
-        questions = [attack.question(q) for q in questions]
-    return spec.render(inputs, questions, arg)
+    texts = questions(items, view, attack)
+    if not spec.templated:
+        return spec.render(inputs, texts, arg)
+    if not texts[0]:  # raw-text items: the continuation is scored after <bos> alone
+        return [bos_ids(inputs.tokenizer) for _ in texts]
+    return inputs.format.encode(inputs.tokenizer, texts, [it.answer for it in items]).prompts

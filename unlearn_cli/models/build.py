@@ -6,12 +6,13 @@ import copy
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, MistralConfig,
                           MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM)
 
+from unlearn_cli.data.encoding import PromptFormat
 from unlearn_cli.errors import UserError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
@@ -25,7 +26,10 @@ class ModelSpec:
     of the real models the presets name) from the fields below, with a tokenizer trained on the
     benchmark's text; ``kind: pretrained`` loads ``path`` (a local dir or a Hugging Face id) and,
     when given, the retain-only ``oracle_path`` (e.g. TOFU's ``retain90`` checkpoint; same vocabulary),
-    evaluated as stage ``oracle``.
+    evaluated as stage ``oracle``. Prompts: ``prompt_template`` (the answer follows it directly, so it
+    carries its separator), or the tokenizer's chat template with ``chat_template: on`` (``auto``: when
+    the tokenizer has one), a ``system_prompt`` and the ``date_string`` the model was fine-tuned with;
+    ``answer_boundary`` decides where the supervised answer starts (``data.encoding``).
     """
 
     kind: str = "tiny"
@@ -41,9 +45,23 @@ class ModelSpec:
     vocab_size: int = 1024
     max_positions: int = 256
     dtype: str = "float32"
-    prompt_template: str = "Question: {question}\nAnswer:"
+    prompt_template: str = "Question: {question}\nAnswer: "
+    chat_template: Literal["off", "auto", "on"] = "off"
+    system_prompt: Optional[str] = None
+    date_string: Optional[str] = None
+    answer_boundary: Literal["offsets", "prompt_length"] = "offsets"
     trust_remote_code: bool = False
     attn_implementation: Optional[str] = None
+
+
+def prompt_format(spec: ModelSpec, tokenizer) -> PromptFormat:
+    """The model's prompt layout; UserError for ``chat_template: on`` with a tokenizer that has none."""
+    has_chat = bool(getattr(tokenizer, "chat_template", None))
+    if spec.chat_template == "on" and not has_chat:
+        raise UserError("model.chat_template=on but the tokenizer has no chat template; use model.chat_template=off "
+                        "with a model.prompt_template")
+    chat = spec.chat_template == "on" or (spec.chat_template == "auto" and has_chat)
+    return PromptFormat(spec.prompt_template, chat, spec.system_prompt, spec.date_string, spec.answer_boundary)
 
 
 def device() -> torch.device:

@@ -66,7 +66,7 @@ def prepared_model(role: str, train_items: Dict[str, list], *, cache_dir: Path, 
     tok = load_tokenizer(tokenizer_dir)
     model = models.build_tiny(spec, len(tok), tok, seed).to(device)
     items = [it for split in sorted(train_items) for it in train_items[split]]
-    encoded = encode_qa(tok, items, spec.prompt_template)
+    encoded = encode_qa(tok, items, models.prompt_format(spec, tok))
     start = time.perf_counter()
     last = finetune(model, {"train": encoded}, train_settings, optimizer_spec, seed=seed,
                     pad_id=tok.pad_token_id, stage=f"prepare {role}", log=log, device=device)
