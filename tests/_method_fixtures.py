@@ -43,14 +43,14 @@ class Harness:
     default weight decay 0.01) and single steps through ``StepClosure``."""
 
     def __init__(self, method, model=None, cache: bool = True, batch_size: int = 4, seed: int = 0,
-                 lr: float = 1e-3, plugins=None, optimizer=None, max_grad_norm=None):
+                 lr: float = 1e-3, plugins=None, optimizer=None, max_grad_norm=None, precision: str = "fp32"):
         torch.manual_seed(seed)
         data, tok = data_and_tokenizer()
         self.method = method
         self.model = model if model is not None else tiny_model()
         self.pad_id = tok.pad_token_id
         self.settings = TrainSettings(lr=lr, steps=1000, batch_size=batch_size, retain_batch_size=batch_size,
-                                      precision="fp32", max_grad_norm=max_grad_norm)
+                                      precision=precision, max_grad_norm=max_grad_norm)
         train_encoded = {k: encode(v) for k, v in data.train.items()}
         self.u = unlearn.build(self.model, method, data.train, train_encoded, encode, self.settings,
                                optimizer or AdamW(weight_decay=0.01), plugins or {}, seed=seed,

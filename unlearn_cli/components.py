@@ -189,6 +189,9 @@ def build(cfg: DictConfig, sweep_dir: Optional[str] = None) -> Plan:
     if dist.kind == "deepspeed" and not optimizer.first_order:
         raise UserError(f"optimizer '{cfg.optimizer.name}' re-evaluates the loss (step(closure)) and cannot run "
                         f"under DeepSpeed; use distributed=ddp or distributed=none")
+    if dist.kind == "deepspeed" and "bf16_pure" in (str(cfg.unlearn.get("precision")),):
+        raise UserError("unlearn.precision=bf16_pure has no DeepSpeed equivalent (its bf16 mode keeps fp32 master "
+                        "weights: use unlearn.precision=bf16)")
     for key, plugin in plugins.items():
         if dist.kind == "deepspeed" and not plugin.supports_deepspeed:
             raise UserError(f"plugin '{key}' cannot run under DeepSpeed ZeRO (weights are sharded); "

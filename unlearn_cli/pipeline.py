@@ -153,6 +153,7 @@ class Run:
             self.outputs.results("failed: non-finite loss during unlearning", self.metrics, self.provenance.as_dict())
             raise
         self.provenance.set("plugins", {k: p.summary() for k, p in self.c.plugins.items()})
+        self.provenance.set("precision", {"unlearn": self.c.unlearn.precision, "weights": setup.regime})
         return model
 
     def _resumed(self, first_step: int) -> None:
@@ -169,8 +170,8 @@ class Run:
         self._evaluate(attack_id, attacked, view)
 
     def _finish(self, model) -> None:
-        if self.s.save_model:
-            self.outputs.save_model(model, self.tok)
+        if self.s.save_model:  # in the dtype it was loaded in (training may have kept fp32 masters)
+            self.outputs.save_model(model.to(models.DTYPES[self.c.model.dtype]), self.tok)
         self.outputs.results("complete", self.metrics, self.provenance.as_dict())
         if self.main:
             checkpoint.clear(self.s.run_dir)

@@ -86,7 +86,7 @@ def deepspeed_config(spec: DistributedSpec, settings, micro_batch: int) -> dict:
         "gradient_accumulation_steps": settings.grad_accum,
         "gradient_clipping": settings.max_grad_norm or 0.0,
         "zero_optimization": {"stage": spec.zero_stage},
-        "bf16": {"enabled": settings.precision == "bf16"},
+        "bf16": {"enabled": settings.precision == "bf16"},  # the engine keeps fp32 masters (bf16_pure is refused)
         "zero_allow_untested_optimizer": True,
         "steps_per_print": 10 ** 9,
         "wall_clock_breakdown": False,

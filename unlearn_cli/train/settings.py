@@ -15,6 +15,9 @@ class TrainSettings:
     """Loop hyperparameters (the ``unlearn`` section, the ``prepare`` section, attack budgets).
 
     ``steps`` wins over ``epochs``; an epoch is one pass over the first (primary) data split.
+    ``precision``: ``fp32``; ``bf16`` = fp32 master weights with bf16 autocast (a model loaded in
+    bf16 is upcast before training, as DeepSpeed keeps fp32 masters); ``bf16_pure`` = bf16 weights
+    updated in bf16 (what the official RMU code does; most updates below the bf16 ulp round away).
     """
 
     lr: float = 1e-5
@@ -27,15 +30,33 @@ class TrainSettings:
     schedule: Literal["constant", "linear", "cosine"] = "constant"
     min_lr_ratio: float = 0.0
     max_grad_norm: Optional[float] = 1.0
-    precision: Literal["fp32", "bf16"] = "bf16"
+    precision: Literal["fp32", "bf16", "bf16_pure"] = "bf16"
     log_every: int = 1
 
 
 def autocast_factory(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
-    """A zero-argument context factory: bf16 autocast, or a no-op for fp32."""
+    """A zero-argument context factory: bf16 autocast for ``bf16``, a no-op for ``fp32`` and ``bf16_pure``
+    (whose weights are bf16 already)."""
     if precision == "bf16":
         return lambda: torch.autocast(device_type=device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext
+
+
+LOW_PRECISION = (torch.bfloat16, torch.float16)
+
+
+def weight_regime(model, precision: str) -> str:
+    """Put ``model``'s weights in ``precision``'s regime before its optimizer is built; returns the regime
+    in words (provenance). ``fp32`` / ``bf16``: weights in fp32 (a model loaded in bf16/fp16 is upcast:
+    the optimizer then updates fp32 masters), ``bf16_pure``: weights cast to bf16."""
+    if precision == "bf16_pure":
+        model.to(torch.bfloat16)
+        return "bf16 weights updated in bf16 (no fp32 master copy)"
+    upcast = any(p.dtype in LOW_PRECISION for p in model.parameters())
+    if upcast:
+        model.float()
+    note = " (upcast from the loaded low-precision weights)" if upcast else ""
+    return ("fp32 master weights, bf16 autocast" if precision == "bf16" else "fp32") + note
 
 
 def total_steps(settings: TrainSettings, primary_size: int, batch_size: int) -> int:

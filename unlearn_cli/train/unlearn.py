@@ -2,7 +2,8 @@
 
 :func:`build` turns a method, its data and the loop settings into an :class:`Unlearning` bundle, in
 the order that keeps runs reproducible: training splits (``forget``, ``retain`` when the method needs
-it, the method's index-aligned extra splits), the frozen reference theta_0 and its cached values,
+it, the method's index-aligned extra splits), the frozen reference theta_0 and its cached values (in
+the loaded precision), the trainable weights' precision regime (``settings.weight_regime``),
 ``method.setup``, the train plug-ins' ``setup``, the batch stream, the optimizer and scheduler, the
 DDP / DeepSpeed wrapper. :func:`run` trains it (resuming from and writing checkpoints when asked)
 and returns the unlearned model.
@@ -27,7 +28,7 @@ from unlearn_cli.train import checkpoint, distributed
 from unlearn_cli.train.batches import BatchStream
 from unlearn_cli.train.loop import train
 from unlearn_cli.train.reference import Reference
-from unlearn_cli.train.settings import TrainSettings, autocast_factory, make_scheduler, total_steps
+from unlearn_cli.train.settings import TrainSettings, autocast_factory, make_scheduler, total_steps, weight_regime
 
 
 @dataclass
@@ -59,6 +60,7 @@ class Unlearning:
     settings: TrainSettings
     wrapped: torch.nn.Module
     engine: object = None
+    regime: str = "fp32"  # the weights' precision regime, in words (provenance)
 
     def objective(self, model, batch):
         """The method's named terms plus every plug-in's, and the method's logs."""
@@ -116,6 +118,8 @@ def build(model, method, train_items: Dict[str, list], train_encoded: Dict[str, 
         reference = Reference(ref_model, pad_id, cache=cache_reference, autocast=autocast)
         for split in method.reference_splits:
             reference.precompute(split, splits[split])
+    regime = ("DeepSpeed bf16 (fp32 masters in the optimizer)" if dist_spec.kind == "deepspeed" and
+              settings.precision != "fp32" else weight_regime(model, settings.precision))
     method.setup(model, reference)
     for plugin in plugins.values():
         plugin.setup(PluginContext(model, splits, settings, pad_id, device, autocast, reference))
@@ -127,7 +131,7 @@ def build(model, method, train_items: Dict[str, list], train_encoded: Dict[str, 
     wrapped, engine = distributed.wrap_for_training(model, optimizer, scheduler, dist_spec, settings,
                                                     settings.batch_size // world)
     return Unlearning(model, method, reference, dict(plugins), splits, stream, optimizer, scheduler, steps,
-                      settings, wrapped, engine)
+                      settings, wrapped, engine, regime)
 
 
 @dataclass
