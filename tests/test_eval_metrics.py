@@ -233,15 +233,23 @@ def metric_sampling(metric):
     return Sampling(metric.n, 1.0, 1.0, 0)
 
 
-def test_raw_text_encoding_supervises_every_token_in_chunks():
+def test_raw_text_windows_concat_and_per_document():
+    from unlearn_cli.data.encoding import text_windows
+    from unlearn_cli.data.items import TextWindows
     _, tok = data_and_tokenizer()
-    text = " ".join(["alpha beta gamma"] * 40)
-    ids = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
-    enc = encode_texts(tok, [text], chunk=16)
-    assert all(p == [tok.bos_token_id] for p in enc.prompts)
-    assert [t for a in enc.answers for t in a] == ids and max(len(a) for a in enc.answers) == 16
+    texts = [" ".join(["alpha beta gamma"] * 20), "delta epsilon " * 9]
+    joined = tok("\n\n".join(texts), add_special_tokens=False)["input_ids"]
+    enc = text_windows(tok, texts, TextWindows(17, "concat"))  # <bos> + 16 tokens per window
+    assert all(p == [tok.bos_token_id] for p in enc.prompts) and all(len(a) == 16 for a in enc.answers)
+    assert len(enc) == -(-len(joined) // 16)
+    flat = [t for a in enc.answers for t in a]
+    assert flat[:len(joined)] == joined and flat[len(joined):] == joined[:len(flat) - len(joined)]  # wrapped
+    docs = text_windows(tok, texts, TextWindows(9, "per_document"))
+    assert docs.answers == [tok(t, add_special_tokens=False)["input_ids"][:8] for t in texts]
     batch = enc.batch([0], tok.pad_token_id)
     assert (batch["labels"][0, 1:] != -100).all()
+    whole = encode_texts(tok, texts)  # membership inference scores every text whole, one row each
+    assert whole.answers == [tok(t, add_special_tokens=False)["input_ids"] for t in texts]
 
 
 def test_knowmem_cut_and_judges():

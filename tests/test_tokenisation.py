@@ -116,3 +116,23 @@ def test_the_tiny_models_byte_level_tokenizer_keeps_its_former_ids():
         assert p == [tiny.bos_token_id] + tiny(f"Question: {it.question}\nAnswer:", add_special_tokens=False)["input_ids"]
         assert a == tiny(" " + it.answer, add_special_tokens=False)["input_ids"] + [tiny.eos_token_id]
     assert isinstance(items[0], QAItem)
+
+
+def test_muse_news_forget_corpus_trains_in_2048_token_windows(tmp_path):
+    """MUSE's code: the 889 articles joined and cut into <bos> + 2047-token windows (~390 with a 32k-token
+    Llama-family tokenizer), not ~3,600 per-article 256-token chunks."""
+    from unlearn_cli.data.benchmarks.muse import Muse
+    from unlearn_cli.data.encoding import encode_qa, text_windows
+    from unlearn_cli.data.items import TextWindows
+
+    tok = _sentencepiece(str(tmp_path))
+    data = Muse().load()
+    assert data.windows == TextWindows(2048, "concat")
+    rows = encode_qa(tok, data.train["forget"], PHI, windows=data.windows)
+    joined = tok("\n\n".join(it.answer for it in data.train["forget"]), add_special_tokens=False)["input_ids"]
+    assert len(rows) == -(-len(joined) // 2047) and 350 <= len(rows) <= 450
+    assert all(p == [tok.bos_token_id] and len(a) == 2047 for p, a in zip(rows.prompts, rows.answers))
+    capped = encode_qa(tok, data.train["forget"][:3], PHI, windows=data.windows.capped(256))
+    assert {len(a) for a in capped.answers} == {255}  # never longer than a tiny model's context
+    docs = text_windows(tok, [it.answer for it in data.train["forget"]], TextWindows(512, "per_document"))
+    assert len(docs) == sum(bool(it.answer.strip()) for it in data.train["forget"]) and max(map(len, docs.answers)) == 511

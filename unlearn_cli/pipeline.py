@@ -58,7 +58,7 @@ class Run:
             self.provenance.set("prepared", {"target": str(target), "oracle": str(oracle) if oracle else None})
             model, self.tok = prepare.load_model(target, self.c.model, self.device)
             self.c.method.check_model(model)
-            self._encode(data)
+            self._encode(data, model)
             if self.s.runs("eval_oracle") and self.main:
                 self._oracle(oracle, model)
             if self.s.runs("eval_target") and self.main:
@@ -105,10 +105,11 @@ class Run:
     def _log(self, stage: str, step: int, values: dict) -> None:
         self.logger.log(stage, step, values)
 
-    def _encode(self, data) -> None:
+    def _encode(self, data, model) -> None:
         """Token ids of the training splits and the evaluation suite (its splits checked here)."""
         self.format = models.prompt_format(self.c.model, self.tok)
-        self.train_encoded = {k: encode_qa(self.tok, v, self.format) for k, v in data.train.items() if v}
+        windows = data.windows.capped(models.context_length(model))
+        self.train_encoded = {k: encode_qa(self.tok, v, self.format, windows=windows) for k, v in data.train.items() if v}
         inputs = EvalInputs(self.tok, self.format, data.qa, data.mcq, data.texts, self.c.decode.max_text_tokens,
                             data.published)
         self.suite = EvalSuite(self.c.metrics, inputs, self.c.decode, self.s.benchmark_name)

@@ -10,9 +10,9 @@ tokenizer's offset mapping), so that token is trained on and scored; ``prompt_le
 as many tokens as the separately tokenised prompt has -- OpenUnlearning's layout, one token too many
 when the prompt ends in a space -- for parity with its published numbers. A plain format prepends
 ``<bos>`` and appends ``<eos>``; a chat template carries its own. Training and scoring use these ids;
-generation feeds the prompt ids only. Raw-text items (empty question: MUSE articles, corpora) are
-encoded as ``<bos>`` + text with every token supervised, chunked to ``TEXT_CHUNK`` tokens
-(:func:`encode_texts`). Evaluation prompt renderers for multiple-choice (:func:`render_mcq`) and
+generation feeds the prompt ids only. Raw-text items (empty question: MUSE articles, corpora) become
+windows of ``<bos>`` + text with every token supervised, as the benchmark's ``TextWindows`` say
+(:func:`text_windows`). Evaluation prompt renderers for multiple-choice (:func:`render_mcq`) and
 few-shot QA (:func:`render_icl`) live here too.
 """
 
@@ -23,6 +23,7 @@ from typing import Dict, List, Literal, Optional, Sequence, Tuple
 
 import torch
 
+from unlearn_cli.data.items import TextWindows
 from unlearn_cli.errors import UserError
 
 IGNORE = -100
@@ -125,52 +126,41 @@ class PromptFormat:
 
 
 def encode_qa(tokenizer, items, fmt: PromptFormat, answers: Optional[Sequence[str]] = None,
-              max_length: Optional[int] = None) -> EncodedQA:
+              windows: Optional[TextWindows] = None) -> EncodedQA:
     """Encode items (or items with replacement ``answers``, e.g. refusals or perturbed answers) in the
-    model's ``fmt``; raw-text items (empty question) as supervised text rows."""
+    model's ``fmt``; raw-text items (empty question) become supervised text ``windows``
+    (:func:`text_windows`; a mixed list -- a corpus plus QA retain data in the prepare stage -- gives the
+    QA rows followed by the text rows)."""
     if len(items) == 0:
         raise UserError("cannot encode an empty split")
     texts = list(answers) if answers is not None else [it.answer for it in items]
     if answers is None and any(not it.question for it in items):
-        # raw-text items (empty question) are supervised whole, chunked; mixed lists (a text
-        # corpus plus QA retain data, prepare stage) become the QA rows followed by the text rows
         qa_items = [it for it in items if it.question]
-        text_rows = encode_texts(tokenizer, [it.answer for it in items if not it.question],
-                                 chunk=max_length or TEXT_CHUNK)
-        return encode_qa(tokenizer, qa_items, fmt, max_length=max_length).concat(text_rows) if qa_items \
-            else text_rows
-    rows = fmt.encode(tokenizer, [it.question for it in items], texts)
-    if max_length:
-        rows = EncodedQA(rows.prompts, [a[: max(1, max_length - len(p))] for p, a in zip(rows.prompts, rows.answers)])
-    return rows
+        text_rows = text_windows(tokenizer, [it.answer for it in items if not it.question], windows or TextWindows())
+        return encode_qa(tokenizer, qa_items, fmt).concat(text_rows) if qa_items else text_rows
+    return fmt.encode(tokenizer, [it.question for it in items], texts)
 
 
-# Raw text (MUSE articles, WMDP corpora): rows of at most this many supervised tokens.
-TEXT_CHUNK = 256
-
-
-def encode_texts(tokenizer, texts: Sequence[str], chunk: Optional[int] = TEXT_CHUNK,
-                 add_eos: bool = True) -> EncodedQA:
-    """Raw-text items (empty question): prompt ``[<bos>]``, every text token supervised.
-
-    A text longer than ``chunk`` tokens becomes several rows of ``chunk`` tokens (each after its
-    own ``<bos>``; ``<eos>`` ends the last one), so rows no longer align one-to-one with items
-    when ``chunk`` is set; ``chunk=None`` keeps one row per text. Used for training on corpora and,
-    with ``chunk=None, add_eos=False``, for scoring texts (membership inference)."""
+def text_windows(tokenizer, texts: Sequence[str], windows: TextWindows) -> EncodedQA:
+    """Training rows of raw ``texts`` (``data.items.TextWindows``): prompt ``[<bos>]``, the window supervised."""
     if len(texts) == 0:
         raise UserError("cannot encode an empty split")
-    bos = bos_ids(tokenizer)
+    size = windows.max_length - len(bos_ids(tokenizer))
+    if windows.mode == "per_document":
+        rows = [ids[:size] for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"] if ids]
+    else:
+        ids = tokenizer("\n\n".join(texts), add_special_tokens=False)["input_ids"]
+        wrapped = ids + ids[:(-len(ids)) % size]  # the last window completed from the start
+        rows = [wrapped[i:i + size] for i in range(0, len(ids), size)]
+    return EncodedQA([bos_ids(tokenizer) for _ in rows], rows)
+
+
+def encode_texts(tokenizer, texts: Sequence[str]) -> EncodedQA:
+    """Texts scored whole for membership inference: one row per text, prompt ``[<bos>]``, every token supervised."""
+    if len(texts) == 0:
+        raise UserError("cannot encode an empty split")
     ids = tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-    prompts, outs = [], []
-    for row in ids:
-        row = row + ([tokenizer.eos_token_id] if add_eos else [])
-        if not row:
-            continue
-        step = chunk or len(row)
-        for start in range(0, len(row), step):
-            prompts.append(list(bos))
-            outs.append(row[start:start + step])
-    return EncodedQA(prompts, outs)
+    return EncodedQA([bos_ids(tokenizer) for _ in ids], [list(row) for row in ids])
 
 
 MCQ_LETTERS = ("A", "B", "C", "D", "E", "F", "G", "H")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional
+from typing import Dict, List, Literal, Optional
 
 from unlearn_cli.errors import UserError
 
@@ -41,6 +41,30 @@ class MCQItem:
     subject: Optional[str] = None
 
 
+@dataclass(frozen=True)
+class TextWindows:
+    """How raw training text (empty-question items: articles, corpus documents) becomes training rows.
+
+    ``concat``: the texts joined by a blank line, tokenised once and cut into windows of ``<bos>`` +
+    ``max_length - 1`` tokens, the last window completed with tokens from the start (MUSE's
+    dataset code); ``per_document``: ``<bos>`` + the first ``max_length - 1`` tokens of each text
+    (the WMDP RMU / NPO code's truncation). Every token of a row is supervised.
+    """
+
+    max_length: int = 2048
+    mode: Literal["concat", "per_document"] = "concat"
+
+    def __post_init__(self):
+        if self.mode not in ("concat", "per_document"):
+            raise UserError(f"benchmark.windows must be concat or per_document, got {self.mode!r}")
+        if self.max_length < 2:
+            raise UserError(f"benchmark.max_length must be >= 2 (one <bos> and a token), got {self.max_length}")
+
+    def capped(self, context: Optional[int]) -> "TextWindows":
+        """The same windows, no longer than a model context of ``context`` positions."""
+        return TextWindows(min(self.max_length, context), self.mode) if context else self
+
+
 @dataclass
 class BenchmarkData:
     """Everything a run needs from a benchmark.
@@ -50,7 +74,8 @@ class BenchmarkData:
     train a tokenizer for locally built models. ``missing`` maps a split that the benchmark
     could not provide (e.g. a gated forget corpus) to a one-line reason; ``train_split`` raises it.
     ``published`` holds constants of the benchmark's paper that metrics fall back on without an
-    oracle stage (``privleak_oracle_auc``: the retrained model's PrivLeak AUC).
+    oracle stage (``privleak_oracle_auc``: the retrained model's PrivLeak AUC); ``windows`` how its
+    raw training text is cut into rows.
     """
 
     name: str
@@ -61,6 +86,7 @@ class BenchmarkData:
     corpus: List[str] = field(default_factory=list)
     missing: Dict[str, str] = field(default_factory=dict)
     published: Dict[str, float] = field(default_factory=dict)
+    windows: TextWindows = field(default_factory=TextWindows)
 
     def train_split(self, split: str) -> List[QAItem]:
         """The unlearning split ``split``; a UserError with the recorded reason if it is absent."""

@@ -17,6 +17,7 @@ import torch
 from unlearn_cli import progress
 from unlearn_cli.data.encoding import left_pad
 from unlearn_cli.errors import UserError
+from unlearn_cli.models.build import context_length
 
 log = logging.getLogger("unlearn_cli")
 
@@ -63,11 +64,6 @@ class Sampling:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = 0
-
-
-def context_length(model) -> Optional[int]:
-    """The model's maximum sequence length (``max_position_embeddings``), if it declares one."""
-    return getattr(getattr(model, "config", None), "max_position_embeddings", None)
 
 
 _WARNED: set = set()

@@ -109,7 +109,7 @@ class EvalInputs:
         a QA split as its answer given the templated question (OpenUnlearning's TOFU MIA)."""
         def build():
             if self.kind(split) == "text":
-                enc = encode_texts(self.tokenizer, self.texts[split], chunk=None, add_eos=False)
+                enc = encode_texts(self.tokenizer, self.texts[split])
                 enc = EncodedQA(enc.prompts, [a[:self.max_text_tokens] for a in enc.answers])
                 return enc, [self.tokenizer.decode(a) for a in enc.answers]
             if self.kind(split) == "qa":

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 
 from unlearn_cli.data.encoding import IGNORE, EncodedQA, MCQ_LETTERS, left_pad
-from unlearn_cli.eval.decode import context_length, fit_prompts, left_pad_positions, length_buckets, model_device
+from unlearn_cli.eval.decode import fit_prompts, left_pad_positions, length_buckets, model_device
+from unlearn_cli.models.build import context_length
 from unlearn_cli.eval.stats import logp_moments
 from unlearn_cli.losses import sequence_nll
 

@@ -29,7 +29,8 @@ import torch
 
 from unlearn_cli.data.encoding import EncodedQA
 from unlearn_cli.eval import stats
-from unlearn_cli.eval.decode import DecodeSettings, Sampling, context_length, generate
+from unlearn_cli.eval.decode import DecodeSettings, Sampling, generate
+from unlearn_cli.models.build import context_length
 from unlearn_cli.eval.inputs import EvalInputs
 from unlearn_cli.eval.ops import TokenStats, answer_nll, fit_rows, mcq_logprobs, shared_prefix_nll, token_stats
 from unlearn_cli.eval.views import PromptView

@@ -64,6 +64,11 @@ def prompt_format(spec: ModelSpec, tokenizer) -> PromptFormat:
     return PromptFormat(spec.prompt_template, chat, spec.system_prompt, spec.date_string, spec.answer_boundary)
 
 
+def context_length(model) -> Optional[int]:
+    """The model's maximum sequence length (``max_position_embeddings``), if it declares one."""
+    return getattr(getattr(model, "config", None), "max_position_embeddings", None)
+
+
 def device() -> torch.device:
     """CUDA when available, else CPU (the LOCAL_RANK device under torchrun)."""
     if torch.cuda.is_available():

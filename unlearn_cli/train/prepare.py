@@ -20,6 +20,7 @@ from typing import Callable, Dict, Optional, Tuple
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast
 
 from unlearn_cli.data.encoding import encode_qa
+from unlearn_cli.data.items import TextWindows
 from unlearn_cli.data.tokenizer import train_bpe_tokenizer
 from unlearn_cli.errors import UserError
 from unlearn_cli.files import atomic_write_json, publish_dir, stable_hash
@@ -56,7 +57,7 @@ def load_tokenizer(path: Path):
 
 def prepared_model(role: str, train_items: Dict[str, list], *, cache_dir: Path, benchmark_key: dict,
                    spec: models.ModelSpec, tokenizer_dir: Path, recipe: dict, train_settings, optimizer_spec,
-                   seed: int, log: Callable, device) -> Path:
+                   seed: int, log: Callable, device, windows: TextWindows = TextWindows()) -> Path:
     """Path of the cached ``role`` model (target / oracle), building it first if absent."""
     key = {"v": RECIPE_VERSION, "role": role, "benchmark": benchmark_key, "model": asdict(spec),
            "recipe": recipe, "seed": seed, "splits": sorted(train_items)}
@@ -66,7 +67,7 @@ def prepared_model(role: str, train_items: Dict[str, list], *, cache_dir: Path, 
     tok = load_tokenizer(tokenizer_dir)
     model = models.build_tiny(spec, len(tok), tok, seed).to(device)
     items = [it for split in sorted(train_items) for it in train_items[split]]
-    encoded = encode_qa(tok, items, models.prompt_format(spec, tok))
+    encoded = encode_qa(tok, items, models.prompt_format(spec, tok), windows=windows.capped(spec.max_positions))
     start = time.perf_counter()
     last = finetune(model, {"train": encoded}, train_settings, optimizer_spec, seed=seed,
                     pad_id=tok.pad_token_id, stage=f"prepare {role}", log=log, device=device)
@@ -118,7 +119,7 @@ def target_and_oracle(data, spec: models.ModelSpec, benchmark, prepare, cache_di
     tok_dir = tokenizer_for(cache_dir, key, data.corpus, spec.vocab_size)
     common = dict(cache_dir=cache_dir, benchmark_key=key, spec=spec, tokenizer_dir=tok_dir, recipe=prepare.recipe,
                   train_settings=prepare.train, optimizer_spec=prepare.optimizer, seed=prepare.seed, log=log,
-                  device=device)
+                  device=device, windows=data.windows)
     target = prepared_model("target", data.train, **common)
     oracle = prepared_model("oracle", {"retain": data.train["retain"]}, **common) if want_oracle else None
     return target, oracle

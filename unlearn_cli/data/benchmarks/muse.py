@@ -3,7 +3,7 @@
 from typing import List, Literal, Optional
 
 from unlearn_cli.contracts import Benchmark
-from unlearn_cli.data.items import BenchmarkData, QAItem
+from unlearn_cli.data.items import BenchmarkData, QAItem, TextWindows
 from unlearn_cli.data.loaders import (Source, Table, check_positive, corpus_of, head, plain_text, qa_item,
                                       text_field, text_item)
 from unlearn_cli.errors import UserError
@@ -91,7 +91,10 @@ class Muse(Benchmark):
     windows were cut from, and KnowMem-forget questions whose answer occurs in those articles
     (so a subsampled tiny target has seen what its forget metrics probe); the first n articles
     when the forget split holds none of those windows (``sust/forget_k``, k > 1).
-    ``model=tiny`` builds a small target (forget articles as raw text, chunked, + retain) and a
+    Raw forget / retain text trains in ``windows`` of ``max_length`` tokens: ``concat`` (default, MUSE's
+    code: the articles joined and cut into 2048-token windows, the last one completed from the start) or
+    ``per_document``; windows never exceed the model's context.
+    ``model=tiny`` builds a small target (forget articles as raw text + retain) and a
     retain-only oracle when a retain split exists (locally: ``retain_source=knowmem_qa``).
     """
 
@@ -99,7 +102,8 @@ class Muse(Benchmark):
 
     def __init__(self, corpus: Literal["news", "books"] = "news", data_dir: Optional[str] = None,
                  forget_split: str = "raw/forget", retain_source: Literal["raw", "knowmem_qa", "none"] = "raw",
-                 max_items: Optional[int] = None):
+                 max_items: Optional[int] = None, max_length: int = 2048,
+                 windows: Literal["concat", "per_document"] = "concat"):
         if corpus not in CORPORA:
             raise UserError(f"benchmark.corpus must be one of {', '.join(CORPORA)}, got {corpus!r}")
         if forget_split not in FORGET_SPLITS:
@@ -112,11 +116,13 @@ class Muse(Benchmark):
         self.source = Source.resolve(label, subdir, hub_id, data_dir,
                                      f"the {label} subsets raw/, knowmem/, verbmem/, privleak/")
         self.settings = dict(forget_split=forget_split, retain_source=retain_source, max_items=max_items)
+        self.windows = TextWindows(max_length, windows)
 
     def cache_key(self) -> dict:
         """Everything that determines the loaded data."""
         return {"name": f"muse_{self.corpus}", "loader_version": self.loader_version,
-                "source": self.source.describe(), **self.settings}
+                "source": self.source.describe(), **self.settings,
+                "windows": [self.windows.max_length, self.windows.mode]}
 
     def load(self) -> BenchmarkData:
         """Read the forget corpus, the retain choice and the evaluation subsets."""
@@ -139,7 +145,7 @@ class Muse(Benchmark):
             qa["knowmem_forget"] = answered_in(qa["knowmem_forget"], articles, cap)
         forget = [text_item(t) for t in articles]
         data = BenchmarkData(name=f"muse_{self.corpus}", train={"forget": forget}, qa=qa, texts=texts,
-                             published={"privleak_oracle_auc": CORPORA[self.corpus][3]})
+                             published={"privleak_oracle_auc": CORPORA[self.corpus][3]}, windows=self.windows)
         self._add_retain(data, knowmem_retain)
         data.corpus = corpus_of(data.train, qa, texts)
         return data
@@ -165,7 +171,8 @@ class MuseNews(Muse):
 
     def __init__(self, corpus: Literal["news"] = "news", data_dir: Optional[str] = None,
                  forget_split: str = "raw/forget", retain_source: Literal["raw", "knowmem_qa", "none"] = "raw",
-                 max_items: Optional[int] = None):
+                 max_items: Optional[int] = None, max_length: int = 2048,
+                 windows: Literal["concat", "per_document"] = "concat"):
         if corpus != "news":
             raise UserError(f"benchmark muse_news is the news corpus; for corpus {corpus!r} use benchmark=muse")
-        super().__init__(corpus, data_dir, forget_split, retain_source, max_items)
+        super().__init__(corpus, data_dir, forget_split, retain_source, max_items, max_length, windows)

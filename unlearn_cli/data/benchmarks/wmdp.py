@@ -19,7 +19,7 @@ from typing import List, Literal, Optional
 
 from unlearn_cli.contracts import Benchmark
 from unlearn_cli.data.benchmarks.mmlu import Mmlu
-from unlearn_cli.data.items import BenchmarkData, MCQItem, QAItem
+from unlearn_cli.data.items import BenchmarkData, MCQItem, QAItem, TextWindows
 from unlearn_cli.data.loaders import (Source, Table, check_positive, corpus_of, head, mcq_item, read_corpus,
                                       text_item)
 from unlearn_cli.errors import UserError
@@ -33,12 +33,14 @@ class _Wmdp(Benchmark):
 
     subset = ""
     topic = ""
+    max_length = 512
     loader_version = 2
 
     def __init__(self, data_dir: Optional[str] = None, forget_corpus: Optional[str] = None,
                  retain_corpus: Optional[str] = None, min_len: int = 50, max_items: Optional[int] = None,
                  forget_source: Literal["corpus", "questions"] = "corpus", mmlu_max_per_subject: Optional[int] = None,
-                 mmlu_subjects: Optional[List[str]] = None, mmlu_data_dir: Optional[str] = None):
+                 mmlu_subjects: Optional[List[str]] = None, mmlu_data_dir: Optional[str] = None,
+                 max_length: Optional[int] = None, windows: Literal["concat", "per_document"] = "per_document"):
         check_positive("max_items", max_items)
         if min_len < 0:
             raise UserError(f"benchmark.min_len must be >= 0, got {min_len}")
@@ -49,9 +51,11 @@ class _Wmdp(Benchmark):
         self.source = Source.resolve("WMDP", "wmdp", HUB_ID, data_dir, f"the WMDP question files ({self.subset}-questions.json)")
         self.mmlu = (Mmlu(data_dir=mmlu_data_dir, subjects=mmlu_subjects, max_per_subject=mmlu_max_per_subject)
                      if mmlu_max_per_subject is not None else None)
+        self.windows = TextWindows(max_length or self.max_length, windows)
         self.settings = dict(forget_corpus=forget_corpus, retain_corpus=retain_corpus, min_len=min_len,
                              max_items=max_items, forget_source=forget_source,
-                             mmlu=self.mmlu.cache_key() if self.mmlu else None)
+                             mmlu=self.mmlu.cache_key() if self.mmlu else None,
+                             windows=[self.windows.max_length, self.windows.mode])
 
     @property
     def name(self) -> str:
@@ -70,7 +74,7 @@ class _Wmdp(Benchmark):
                       "a JSON array of {question, choices (4 strings), answer (0-3)}")
         items = head([mcq_item(row, where, self.name, subject=self.topic) for where, row in self.source.rows(table)],
                      self.settings["max_items"])
-        data = BenchmarkData(name=self.name, train={}, mcq={self.name: items})
+        data = BenchmarkData(name=self.name, train={}, mcq={self.name: items}, windows=self.windows)
         if self.mmlu is not None:
             data.mcq.update(self.mmlu.load().mcq)  # mmlu (test) and mmlu_dev (few-shot pool)
         for split in ("forget", "retain"):
@@ -105,6 +109,7 @@ class WmdpBio(_Wmdp):
 
     subset = "bio"
     topic = "biology"  # lm-evaluation-harness's wmdp_bio header
+    max_length = 512   # the RMU / NPO code's truncation of bio corpus documents
 
 
 @BENCHMARKS.register("wmdp_cyber")
@@ -113,3 +118,4 @@ class WmdpCyber(_Wmdp):
 
     subset = "cyber"
     topic = "cybersecurity"
+    max_length = 768   # cyber documents (the combined corpus code)
