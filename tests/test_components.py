@@ -61,3 +61,39 @@ def test_bad_sections_fail_with_one_line_naming_the_key(overrides, message):
     with pytest.raises(UserError) as err:
         plan(*overrides)
     assert message in str(err.value) and "\n" not in str(err.value)
+
+
+@pytest.mark.parametrize("split,steps", [("forget01", 2), ("forget10", 13)])
+def test_tofu_warms_up_for_one_epoch_of_its_own_forget_split(split, steps):
+    """TOFU's recipe: a linear warm-up of one epoch -- 13 steps for forget10 (400 items / 32), 2 for forget01."""
+    import torch
+
+    from unlearn_cli.data.benchmarks.tofu import Tofu
+    from unlearn_cli.train.settings import make_scheduler, steps_per_epoch, total_steps
+    settings = plan("benchmark=tofu", f"benchmark.split={split}").components.unlearn
+    n = len(Tofu(split=split).load().train["forget"])
+    per_epoch = steps_per_epoch(settings, n, settings.batch_size)
+    assert per_epoch == steps and settings.warmup_epochs == 1 and settings.warmup_steps == 0
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=settings.lr)
+    sched = make_scheduler(opt, settings, total_steps(settings, n, settings.batch_size), per_epoch)
+    lrs = []
+    for _ in range(steps + 2):
+        lrs.append(sched.get_last_lr()[0] / settings.lr)
+        opt.step()
+        sched.step()
+    assert lrs[:steps] == pytest.approx([(i + 1) / steps for i in range(steps)])  # linear warm-up ...
+    assert lrs[steps] == 1.0 and lrs[steps + 1] < 1.0  # ... to the peak, then the linear decay
+
+
+def test_warmup_steps_and_epochs_exclude_each_other():
+    with pytest.raises(UserError, match="set warmup_steps or warmup_epochs, not both"):
+        plan("benchmark=tofu", "unlearn.warmup_steps=5")
+
+
+@pytest.mark.parametrize("method", ["rmu", "adaptive_rmu"])
+def test_rmu_does_not_clip_gradients_unless_asked(method):
+    """The official RMU code trains without gradient clipping; the method's YAML says so for every benchmark."""
+    assert plan(f"method={method}", "benchmark=wmdp_bio").components.unlearn.max_grad_norm is None
+    assert plan(f"method={method}").components.unlearn.max_grad_norm is None
+    assert plan(f"method={method}", "unlearn.max_grad_norm=0.5").components.unlearn.max_grad_norm == 0.5
+    assert plan("method=npo").components.unlearn.max_grad_norm == 1.0

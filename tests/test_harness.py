@@ -111,3 +111,25 @@ def test_few_shot_settings_fail_with_one_line(mmlu_scorer):
     scorer = scorer_with_wmdp_named_split()
     with pytest.raises(UserError, match="split 'wmdp_bio' has no few-shot pool 'wmdp_bio_dev'"):
         MCQAccuracy(splits=["wmdp_bio"], num_fewshot=5).compute(scorer)
+
+
+@pytest.mark.parametrize("adds_bos", [True, False], ids=["tokenizer-adds-bos", "tokenizer-adds-nothing"])
+def test_native_letter_log_likelihoods_equal_the_harness_item_by_item(adds_bos):
+    """The native MCQ context is encoded as lm-eval's HFLM encodes it -- with the tokenizer's own special tokens --
+    so every item's four letter log-likelihoods agree, whether or not the tokenizer prepends <bos>."""
+    from copy import deepcopy
+
+    from unlearn_cli.eval.harness import harness_accuracy
+    data, tok = data_and_tokenizer()
+    if not adds_bos:
+        tok = deepcopy(tok)
+        tok._tokenizer.post_processor = None  # a GPT-2-like tokenizer: no <bos> unless asked
+    items = data.mcq["forget_mcq"][:12]
+    inputs = EvalInputs(tok, FORMAT, {}, {"quiz_mcq": items}, {})
+    prompts, _ = inputs.mcq_prompts("quiz_mcq")
+    assert (prompts[0][0] == tok.bos_token_id) == adds_bos
+    torch.manual_seed(0)
+    scorer = StageScorer(tiny_model().eval(), inputs, DecodeSettings(batch_size=8), contextlib.nullcontext, "target")
+    native = scorer.mcq_logprobs("quiz_mcq").numpy()
+    _, loglik = harness_accuracy(scorer.model, tok, {"quiz_mcq": (inputs.mcq_texts("quiz_mcq"), items)}, {}, 8)
+    np.testing.assert_allclose(native, loglik["quiz_mcq"], atol=2e-5)

@@ -35,6 +35,7 @@ def _yaml(group: str, name: str) -> dict:
 def _method(name: str):
     """The method's YAML with the fictional tuning's method settings (layer indices that fit a tiny model)."""
     section = _yaml("method", name)
+    section = section.get("method", section)  # a _global_ method file also carries loop defaults
     tuning = CONF / "tuning" / f"fictional_{name}.yaml"
     if tuning.exists():
         section.update(OmegaConf.to_container(OmegaConf.load(tuning)).get("method") or {})

@@ -25,6 +25,8 @@ import tempfile
 from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
+import numpy as np
+
 from unlearn_cli.data.encoding import MCQ_LETTERS
 from unlearn_cli.errors import UserError
 
@@ -76,9 +78,11 @@ def write_local_tasks(folder: Path, splits: Dict[str, Tuple[List[str], Sequence]
 
 
 def harness_accuracy(model, tokenizer, local: Dict[str, Tuple[List[str], Sequence]],
-                     official: Dict[str, Tuple[str, int]], batch_size: int) -> Dict[str, float]:
-    """``{split: acc}`` of ``model`` through lm-eval (see module doc): ``local`` maps a split to
-    its (prompt texts, items), ``official`` maps a split to (harness task, num_fewshot)."""
+                     official: Dict[str, Tuple[str, int]], batch_size: int
+                     ) -> Tuple[Dict[str, float], Dict[str, np.ndarray]]:
+    """``({split: acc}, {local split: (N, C) letter log-likelihoods})`` of ``model`` through lm-eval
+    (see module doc): ``local`` maps a split to its (prompt texts, items), ``official`` maps a split
+    to (harness task, num_fewshot); per-item log-likelihoods come from the harness's own samples."""
     require_harness()
     import lm_eval
     from lm_eval.models.huggingface import HFLM
@@ -96,11 +100,19 @@ def harness_accuracy(model, tokenizer, local: Dict[str, Tuple[List[str], Sequenc
         runs: Dict[int, set] = {0: set(tasks.values())} if tasks else {}
         for task, shots in official.values():  # the harness takes one num_fewshot per call
             runs.setdefault(shots, set()).add(task)
-        results = {}
+        results, samples = {}, {}
         for shots, names in sorted(runs.items()):
-            results.update(lm_eval.simple_evaluate(model=lm, tasks=sorted(names), task_manager=manager,
-                                                   num_fewshot=shots, log_samples=False,
-                                                   bootstrap_iters=0)["results"])
+            out = lm_eval.simple_evaluate(model=lm, tasks=sorted(names), task_manager=manager, num_fewshot=shots,
+                                          log_samples=shots == 0 and bool(tasks), bootstrap_iters=0)
+            results.update(out["results"])
+            samples.update(out.get("samples") or {})
+    loglik = {split: _letter_logliks(samples[task]) for split, task in tasks.items() if task in samples}
     tasks.update({split: task for split, (task, _) in official.items()})
-    return {split: float(results[task]["acc,none"]) for split, task in tasks.items()}
+    return {split: float(results[task]["acc,none"]) for split, task in tasks.items()}, loglik
+
+
+def _letter_logliks(rows: List[dict]) -> np.ndarray:
+    """(N, C) log-likelihood of each choice's continuation, in document order, from lm-eval's samples."""
+    ordered = sorted(rows, key=lambda r: r["doc_id"])
+    return np.array([[float(resp[0][0]) for resp in r["resps"]] for r in ordered], dtype=np.float64)
 

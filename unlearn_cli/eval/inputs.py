@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from unlearn_cli.data.encoding import EncodedQA, PromptFormat, bos_ids, encode_texts, render_mcq
+from unlearn_cli.data.encoding import EncodedQA, PromptFormat, encode_texts, render_mcq
 from unlearn_cli.errors import UserError
 from unlearn_cli.eval import views
 from unlearn_cli.eval.views import PromptView
@@ -160,5 +160,7 @@ class EvalInputs:
             n = len(items[0].choices)
             if any(len(it.choices) != n for it in items):
                 raise UserError(f"split '{split}' mixes items with different numbers of choices")
-            return [bos_ids(self.tokenizer) + ids for ids in self.token_ids(self.mcq_texts(split, shots, attack))], n
+            # the context as lm-evaluation-harness's HFLM encodes it: the tokenizer's own special tokens
+            # (a <bos> where the tokenizer adds one by default, none where it does not)
+            return self.tokenizer(list(self.mcq_texts(split, shots, attack)))["input_ids"], n
         return self._cached(("mcq", split, shots, _key(attack, split)), build)

@@ -80,7 +80,9 @@ class MCQAccuracy(Metric):
             local = {s: (scorer.mcq_texts(s, self.shots(s)), scorer.mcq[s])
                      for s in splits if s not in self.harness_tasks}
             official = {s: (self.harness_tasks[s], self.shots(s)) for s in splits if s in self.harness_tasks}
-            acc = harness_accuracy(scorer.model, scorer.tokenizer, local, official, scorer.decode.batch_size)
+            acc, loglik = harness_accuracy(scorer.model, scorer.tokenizer, local, official, scorer.decode.batch_size)
+            for split, lp in loglik.items():
+                scorer.record(split, "mcq_logprobs[lm_eval]", lp)
             return {f"{label(s, suffix='_mcq')}_mcq_acc": acc[s] for s in splits}
         out = {}
         for split in splits:

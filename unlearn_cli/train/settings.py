@@ -9,12 +9,16 @@ from typing import Callable, Literal, Optional
 
 import torch
 
+from unlearn_cli.errors import UserError
+
 
 @dataclass
 class TrainSettings:
     """Loop hyperparameters (the ``unlearn`` section, the ``prepare`` section, attack budgets).
 
     ``steps`` wins over ``epochs``; an epoch is one pass over the first (primary) data split.
+    The linear warm-up lasts ``warmup_steps`` optimizer steps, or ``warmup_epochs`` epochs of the
+    run's own data (TOFU: one epoch, whatever the forget split's size).
     ``precision``: ``fp32``; ``bf16`` = fp32 master weights with bf16 autocast (a model loaded in
     bf16 is upcast before training, as DeepSpeed keeps fp32 masters); ``bf16_pure`` = bf16 weights
     updated in bf16 (what the official RMU code does; most updates below the bf16 ulp round away).
@@ -27,11 +31,16 @@ class TrainSettings:
     retain_batch_size: int = 32
     grad_accum: int = 1
     warmup_steps: int = 0
+    warmup_epochs: Optional[float] = None
     schedule: Literal["constant", "linear", "cosine"] = "constant"
     min_lr_ratio: float = 0.0
     max_grad_norm: Optional[float] = 1.0
     precision: Literal["fp32", "bf16", "bf16_pure"] = "bf16"
     log_every: int = 1
+
+    def __post_init__(self):
+        if self.warmup_epochs is not None and self.warmup_steps:
+            raise UserError("set warmup_steps or warmup_epochs, not both (the other to 0 / null)")
 
 
 def autocast_factory(precision: str, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
@@ -59,18 +68,31 @@ def weight_regime(model, precision: str) -> str:
     return ("fp32 master weights, bf16 autocast" if precision == "bf16" else "fp32") + note
 
 
+def steps_per_epoch(settings: TrainSettings, primary_size: int, batch_size: int) -> int:
+    """Optimizer steps of one pass over ``primary_size`` examples (batches of ``batch_size`` x accumulation)."""
+    return math.ceil(primary_size / (batch_size * settings.grad_accum))
+
+
 def total_steps(settings: TrainSettings, primary_size: int, batch_size: int) -> int:
     if settings.steps is not None:
         return int(settings.steps)
     if settings.epochs is None:
         raise ValueError("set steps or epochs")
-    per_epoch = math.ceil(primary_size / (batch_size * settings.grad_accum))
-    return max(1, math.ceil(settings.epochs * per_epoch))
+    return max(1, math.ceil(settings.epochs * steps_per_epoch(settings, primary_size, batch_size)))
 
 
-def lr_lambda(settings: TrainSettings, steps: int) -> Callable[[int], float]:
-    """Linear warm-up then constant / linear / cosine decay to ``min_lr_ratio``."""
-    warm, floor = settings.warmup_steps, settings.min_lr_ratio
+def warmup_steps(settings: TrainSettings, per_epoch: Optional[int] = None) -> int:
+    """The warm-up length in optimizer steps (``warmup_epochs`` needs the run's ``per_epoch``)."""
+    if settings.warmup_epochs is None:
+        return settings.warmup_steps
+    if per_epoch is None:
+        raise ValueError("warmup_epochs needs the number of steps per epoch")
+    return int(round(settings.warmup_epochs * per_epoch))
+
+
+def lr_lambda(settings: TrainSettings, steps: int, warm: int) -> Callable[[int], float]:
+    """Linear warm-up over ``warm`` steps, then constant / linear / cosine decay to ``min_lr_ratio``."""
+    floor = settings.min_lr_ratio
 
     def fn(step: int) -> float:
         if step < warm:
@@ -85,5 +107,7 @@ def lr_lambda(settings: TrainSettings, steps: int) -> Callable[[int], float]:
     return fn
 
 
-def make_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings, steps: int):
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(settings, steps))
+def make_scheduler(optimizer: torch.optim.Optimizer, settings: TrainSettings, steps: int,
+                   per_epoch: Optional[int] = None):
+    """The learning-rate schedule of ``steps`` steps (``per_epoch``: steps per epoch, for ``warmup_epochs``)."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda(settings, steps, warmup_steps(settings, per_epoch)))

@@ -8,7 +8,7 @@ from unlearn_cli.data.encoding import EncodedQA
 from unlearn_cli.models.forward import answer_forward
 from unlearn_cli.train.batches import BatchStream
 from unlearn_cli.train.loop import train
-from unlearn_cli.train.settings import TrainSettings, total_steps, weight_regime
+from unlearn_cli.train.settings import TrainSettings, make_scheduler, steps_per_epoch, total_steps, weight_regime
 
 
 def sft_loss(model, batch):
@@ -29,4 +29,7 @@ def finetune(model, splits: Dict[str, EncodedQA], settings: TrainSettings, optim
     steps = total_steps(settings, len(splits["train"]), settings.batch_size)
     weight_regime(model, settings.precision)
     optimizer = optimizer_spec.build([p for p in model.parameters() if p.requires_grad], settings.lr)
-    return train(model, sft_loss, stream, optimizer, settings, steps, stage=stage, log=log, device=device)
+    scheduler = make_scheduler(optimizer, settings, steps, steps_per_epoch(settings, len(splits["train"]),
+                                                                            settings.batch_size))
+    return train(model, sft_loss, stream, optimizer, settings, steps, stage=stage, log=log, device=device,
+                 scheduler=scheduler)

@@ -28,7 +28,8 @@ from unlearn_cli.train import checkpoint, distributed
 from unlearn_cli.train.batches import BatchStream
 from unlearn_cli.train.loop import train
 from unlearn_cli.train.reference import Reference
-from unlearn_cli.train.settings import TrainSettings, autocast_factory, make_scheduler, total_steps, weight_regime
+from unlearn_cli.train.settings import (TrainSettings, autocast_factory, make_scheduler, steps_per_epoch, total_steps,
+                                        weight_regime)
 
 
 @dataclass
@@ -127,7 +128,8 @@ def build(model, method, train_items: Dict[str, list], train_encoded: Dict[str, 
                          shard=(distributed.rank(), world))
     steps = total_steps(settings, len(splits["forget"]), settings.batch_size)
     optimizer = optimizer_spec.build([p for p in model.parameters() if p.requires_grad], settings.lr)
-    scheduler = make_scheduler(optimizer, settings, steps)
+    scheduler = make_scheduler(optimizer, settings, steps,
+                               steps_per_epoch(settings, len(splits["forget"]), settings.batch_size))
     wrapped, engine = distributed.wrap_for_training(model, optimizer, scheduler, dist_spec, settings,
                                                     settings.batch_size // world)
     return Unlearning(model, method, reference, dict(plugins), splits, stream, optimizer, scheduler, steps,
