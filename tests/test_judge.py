@@ -88,3 +88,38 @@ def test_judge_settings_fail_with_one_line(tmp_path):
         _entailment.EntailmentJudge(save_classifier(tmp_path / "bad", {0: "yes", 1: "no"}))
     with pytest.raises(UserError, match="does not exist"):
         _entailment.EntailmentJudge(str(tmp_path / "missing" / "model"))
+
+
+@pytest.mark.parametrize("entail_label", [0, 2])
+def test_leak_at_k_default_judge_with_a_classifier_is_the_papers_entailment_score(tmp_path, entail_label):
+    """ES (arXiv 2511.04934): ROUGE-L recall >= 0.1, then premise = sample, hypothesis = gold, argmax label."""
+    from unlearn_cli.eval.decode import Sampling
+    names = ["NEUTRAL", "CONTRADICTION"]
+    names.insert(entail_label, "ENTAILMENT")
+    path = save_classifier(tmp_path / "nli", dict(enumerate(names)))
+    judge = _entailment.load_judge(path)
+    s = scorer(n_items=4)
+    s.samples("forget", Sampling(4))
+    key = next(k for k in s._memo if k[0] == "sample")
+    items = s.items["forget"]
+    # samples with every kind of overlap: the gold answer, its first words, another item's answer, none
+    samples = [[it.answer, " ".join(it.answer.split()[:3]), items[(q + 1) % 4].answer, "zzz"]
+               for q, it in enumerate(items)]
+    s._memo[key] = samples
+    want, gated = [], 0
+    for gens, it in zip(samples, items):
+        hits = 0
+        for g in gens:
+            if _stats.rouge_l(g, it.answer, True)[0] >= 0.1:
+                gated += 1
+                enc = judge.tokenizer(g, it.answer, return_tensors="pt")
+                with torch.no_grad():
+                    hits += int(judge.model(**enc).logits[0].argmax() == entail_label)
+        want.append(hits)
+    metric = LeakAtK(splits=["forget"], n=4, ks=[1, 4], judge_model=path)  # judge: auto
+    assert metric.judge == "es"
+    metric.compute(s)
+    assert s.artifacts["leak_at_k"]["forget"]["T=1,top_p=1"]["counts"] == want
+    assert 8 <= gated < 16  # 'zzz' (and unrelated answers) never reach the classifier
+    with pytest.raises(UserError, match="judge=es needs judge_model"):
+        LeakAtK(judge="es")

@@ -1,10 +1,13 @@
-"""Entailment judge for free-form answers (Open-QA, leak@k): an NLI sequence classifier.
+"""Entailment judges for free-form answers (Open-QA, leak@k): an NLI sequence classifier.
 
-A generated answer counts as revealing the gold fact when the classifier finds that
-``premise = "<question> <generation>"`` entails ``hypothesis = "<question> <gold answer>"`` with
-probability >= ``threshold`` (MNLI-style models, e.g. ``microsoft/deberta-large-mnli`` or
-``cross-encoder/nli-deberta-v3-base``; a local directory or a hub id, safetensors only, no remote
-code). The entailment class is found by name in ``config.id2label``.
+Two protocols over one classifier (MNLI-style models, e.g. ``sileod/deberta-v3-base-tasksource-nli``
+(the leak@k paper's), ``microsoft/deberta-large-mnli``; a local directory or a hub id, safetensors
+only, no remote code; the entailment class is found by name in ``config.id2label``):
+
+* :func:`entailment_score` -- the leak@k paper's ES judge (arXiv 2511.04934): premise = the model's
+  output, hypothesis = the gold answer, leaking when the most probable label is entailment;
+* :func:`entailed` -- question-prefixed pairs: ``"<question> <generation>"`` entails ``"<question>
+  <gold answer>"`` with probability >= ``threshold``.
 """
 
 from __future__ import annotations
@@ -39,19 +42,26 @@ class EntailmentJudge:
         self.batch_size = int(batch_size)
 
     @torch.no_grad()
-    def entailment(self, premises: Sequence[str], hypotheses: Sequence[str], device=None) -> np.ndarray:
-        """P(premise entails hypothesis) per pair."""
+    def probabilities(self, premises: Sequence[str], hypotheses: Sequence[str], device=None) -> np.ndarray:
+        """(pairs, labels) class probabilities of (premise, hypothesis) pairs."""
         if device is not None:
             self.model.to(device)
         dev = next(self.model.parameters()).device
-        out: List[float] = []
+        out: List[List[float]] = []
         for start in range(0, len(premises), self.batch_size):
             enc = self.tokenizer(list(premises[start:start + self.batch_size]),
                                  list(hypotheses[start:start + self.batch_size]),
                                  padding=True, truncation=True, return_tensors="pt").to(dev)
-            probs = torch.softmax(self.model(**enc).logits.float(), dim=-1)[:, self.entail]
-            out += probs.cpu().tolist()
-        return np.array(out, dtype=np.float64)
+            out += torch.softmax(self.model(**enc).logits.float(), dim=-1).cpu().tolist()
+        return np.array(out, dtype=np.float64).reshape(len(premises), -1)
+
+    def entailment(self, premises: Sequence[str], hypotheses: Sequence[str], device=None) -> np.ndarray:
+        """P(premise entails hypothesis) per pair."""
+        return self.probabilities(premises, hypotheses, device)[:, self.entail]
+
+    def is_entailment(self, premises: Sequence[str], hypotheses: Sequence[str], device=None) -> np.ndarray:
+        """Whether entailment is the most probable label, per pair."""
+        return self.probabilities(premises, hypotheses, device).argmax(-1) == self.entail
 
 
 @lru_cache(maxsize=2)
@@ -68,3 +78,10 @@ def entailed(path: str, questions: Sequence[str], generations: Sequence[str], an
     premises = [f"{q} {g}".strip() for q, g in zip(questions, generations)]
     hypotheses = [f"{q} {a}".strip() for q, a in zip(questions, answers)]
     return load_judge(path).entailment(premises, hypotheses, device) >= threshold
+
+
+def entailment_score(path: str, generations: Sequence[str], answers: Sequence[str], device=None) -> np.ndarray:
+    """The leak@k paper's ES judge per generation: premise = output, hypothesis = gold, argmax label."""
+    if not generations:
+        return np.zeros(0, dtype=bool)
+    return load_judge(path).is_entailment(list(generations), list(answers), device)

@@ -8,7 +8,7 @@ from unlearn_cli.contracts import Metric
 from unlearn_cli.errors import UserError
 from unlearn_cli.eval import stats
 from unlearn_cli.metrics._common import leaks
-from unlearn_cli.metrics._entailment import entailed
+from unlearn_cli.metrics._entailment import entailed, entailment_score
 from unlearn_cli.registry import METRICS
 from unlearn_cli.eval.decode import Sampling, check_sampling
 
@@ -24,9 +24,12 @@ class LeakAtK(Metric):
     ``leak@k = 1 - C(n-c, k)/C(n, k)`` (``stats.leak_at_k``) is averaged over queries for every
     ``k`` in ``ks`` (each <= n). Judge (``judge``): ``contains`` = qa_acc's fact-containment test
     (fictional benchmark), ``rouge`` = ROUGE-L recall vs the gold answer >= ``threshold`` (TOFU-like
-    full answers), ``auto`` = per item, ``contains`` when it has a short gold value, else ``rouge``,
-    ``nli`` = the ``rouge`` gate AND the entailment classifier ``judge_model`` (``"<q> <sample>"``
-    entails ``"<q> <gold>"`` with p >= ``judge_threshold``; ``unlearn_cli.metrics._entailment``).
+    full answers), ``es`` = the paper's entailment-score judge: ROUGE-L recall >= ``es_gate`` (0.1),
+    then the NLI classifier ``judge_model`` with premise = sample, hypothesis = gold answer, leaking
+    when its most probable label is entailment; ``nli`` = the ``rouge`` gate AND ``"<q> <sample>"``
+    entails ``"<q> <gold>"`` with p >= ``judge_threshold`` (``unlearn_cli.metrics._entailment``);
+    ``auto`` = ``es`` when a ``judge_model`` is given, else per item ``contains`` when it has a
+    short gold value and ``rouge`` otherwise.
     Keys: ``<split>_leak@<k>`` for the first policy of the grid, ``<split>_leak@<max k>_T<t>_p<p>``
     for the others; the full curves go to ``leak_at_k.json`` / ``leak_at_k.png`` in the run dir.
     Lower is better on forget splits. ``max_items`` evaluates the first queries only.
@@ -37,19 +40,21 @@ class LeakAtK(Metric):
 
     def __init__(self, splits: List[str] = ("forget",), n: int = 32, ks: Optional[List[int]] = None,
                  temperatures: List[float] = (1.0,), top_ps: List[float] = (1.0,), top_k: int = 0,
-                 judge: Literal["auto", "contains", "rouge", "nli"] = "auto", threshold: float = 0.5,
+                 judge: Literal["auto", "contains", "rouge", "es", "nli"] = "auto", threshold: float = 0.5,
                  max_new_tokens: Optional[int] = None, view: str = "question", max_items: Optional[int] = None,
-                 judge_model: Optional[str] = None, judge_threshold: float = 0.5):
+                 judge_model: Optional[str] = None, judge_threshold: float = 0.5, es_gate: float = 0.1):
         if n < 1:
             raise UserError(f"leak_at_k.n must be >= 1, got {n}")
         ks = sorted(set(ks)) if ks else [k for k in (1, 2, 4, 8, 16, 32, 64, 128, 256) if k <= n]
         if ks[0] < 1 or ks[-1] > n:
             raise UserError(f"leak_at_k.ks must lie in [1, n={n}], got {ks}")
-        if judge not in ("auto", "contains", "rouge", "nli"):
-            raise UserError(f"leak_at_k.judge must be auto, contains, rouge or nli, got {judge!r}")
-        if (judge == "nli") != bool(judge_model):
-            raise UserError("leak_at_k: judge=nli needs judge_model (an NLI classifier path or hub id), "
-                            "and judge_model is used only with judge=nli")
+        if judge not in ("auto", "contains", "rouge", "es", "nli"):
+            raise UserError(f"leak_at_k.judge must be auto, contains, rouge, es or nli, got {judge!r}")
+        if judge == "auto" and judge_model:
+            judge = "es"  # the paper's judge wherever a classifier is configured
+        if (judge in ("es", "nli")) != bool(judge_model):
+            raise UserError(f"leak_at_k: judge={judge} needs judge_model (an NLI classifier path or hub id), "
+                            "and judge_model is used only with judge es, nli or auto")
         if not temperatures or not top_ps:
             raise UserError("leak_at_k.temperatures and leak_at_k.top_ps need at least one value each")
         for t in temperatures:
@@ -61,14 +66,14 @@ class LeakAtK(Metric):
         self.grid = [(float(t), float(p)) for t in temperatures for p in top_ps]
         self.top_k, self.judge, self.threshold = int(top_k), judge, float(threshold)
         self.max_new_tokens, self.view, self.max_items = max_new_tokens, view, max_items
-        self.judge_model, self.judge_threshold = judge_model, float(judge_threshold)
+        self.judge_model, self.judge_threshold, self.es_gate = judge_model, float(judge_threshold), float(es_gate)
 
     def curve(self, scorer, split: str, temperature: float, top_p: float) -> dict:
         """``{k: leak@k}`` and the per-query leak counts for one sampling policy."""
         sampling = Sampling(self.n, temperature, top_p, self.top_k)
         samples = scorer.samples(split, sampling, self.view, self.max_new_tokens, self.max_items)
         items = scorer.items[split][:len(samples)]
-        if self.judge == "nli":
+        if self.judge in ("es", "nli"):
             counts = self._entailed_counts(scorer, samples, items)
         else:
             counts = [sum(leaks(self.judge, self.threshold, g, it) for g in gens) for gens, it in zip(samples, items)]
@@ -78,11 +83,16 @@ class LeakAtK(Metric):
 
     def _entailed_counts(self, scorer, samples, items) -> List[int]:
         """Per query: samples passing the ROUGE gate whose entailment of the gold answer the judge confirms."""
+        gate = self.es_gate if self.judge == "es" else self.threshold
         gated = [(q, g) for q, (gens, it) in enumerate(zip(samples, items)) for g in gens
-                 if leaks("rouge", self.threshold, g, it)]
-        ok = entailed(self.judge_model, [items[q].question for q, _ in gated], [g for _, g in gated],
-                      [items[q].answer for q, _ in gated], self.judge_threshold,
-                      next(scorer.model.parameters()).device)
+                 if leaks("rouge", gate, g, it)]
+        device = next(scorer.model.parameters()).device
+        answers = [items[q].answer for q, _ in gated]
+        if self.judge == "es":
+            ok = entailment_score(self.judge_model, [g for _, g in gated], answers, device)
+        else:
+            ok = entailed(self.judge_model, [items[q].question for q, _ in gated], [g for _, g in gated], answers,
+                          self.judge_threshold, device)
         counts = [0] * len(items)
         for (q, _), hit in zip(gated, ok):
             counts[q] += int(hit)
