@@ -52,7 +52,7 @@ class Harness:
         self.settings = TrainSettings(lr=lr, steps=1000, batch_size=batch_size, retain_batch_size=batch_size,
                                       precision=precision, max_grad_norm=max_grad_norm)
         train_encoded = {k: encode(v) for k, v in data.train.items()}
-        self.u = unlearn.build(self.model, method, data.train, train_encoded, encode, self.settings,
+        self.u = unlearn.build(self.model, method, data, train_encoded, encode, self.settings,
                                optimizer or AdamW(weight_decay=0.01), plugins or {}, seed=seed,
                                pad_id=self.pad_id, device=CPU, cache_reference=cache)
         self.splits, self.reference, self.optimizer = self.u.splits, self.u.reference, self.u.optimizer

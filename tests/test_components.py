@@ -97,3 +97,14 @@ def test_rmu_does_not_clip_gradients_unless_asked(method):
     assert plan(f"method={method}").components.unlearn.max_grad_norm is None
     assert plan(f"method={method}", "unlearn.max_grad_norm=0.5").components.unlearn.max_grad_norm == 0.5
     assert plan("method=npo").components.unlearn.max_grad_norm == 1.0
+
+
+@pytest.mark.parametrize("split,beta,w_f", [("forget01", 2.5, 0.1375), ("forget05", 2.5, 0.1375),
+                                            ("forget10", 4.5, 0.125)])
+def test_simnpo_takes_the_papers_settings_for_each_tofu_split(split, beta, w_f):
+    method = plan("benchmark=tofu", "method=simnpo", f"benchmark.split={split}").components.method
+    assert (method.beta, method.forget_weight) == (beta, w_f)
+
+
+def test_simnpo_on_muse_takes_the_corpus_beta():
+    assert plan("benchmark=muse", "method=simnpo").components.method.beta == 0.7

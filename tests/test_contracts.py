@@ -24,7 +24,7 @@ def test_a_complete_method_registers_and_inherits_the_optional_members():
     assert TinyGA.registry_name == "tiny_ga"
     assert (method.needs_reference, method.needs_retain, method.needs_hooks) == (False, False, False)
     assert method.reference_splits == ("forget",)
-    assert method.extra_splits({}, None) == {} and method.state_dict() == {}
+    assert method.extra_splits(None, None) == {} and method.state_dict() == {}
     assert method.setup(None, None) is None and method.check_model(None) is None
 
 

@@ -7,7 +7,7 @@ from omegaconf import OmegaConf
 from _method_fixtures import Harness, changed, mean_nll, snapshot
 from unlearn_cli.binding import bind
 from unlearn_cli.errors import UserError
-from unlearn_cli.losses import undial_loss
+from unlearn_cli.losses import undial_loss, unlikelihood_loss
 from unlearn_cli.methods.ceu import CEU
 from unlearn_cli.methods.satimp import SatImp
 from unlearn_cli.methods.undial import UNDIAL
@@ -45,8 +45,8 @@ def test_forget_nll_rises(make):
 
 
 @pytest.mark.parametrize("make", [
-    lambda: WGA(retain_loss="kl"), lambda: SatImp(retain_loss="kl"), lambda: CEU(retain_loss="kl"),
-    lambda: UNDIAL(retain_loss="kl"),
+    lambda: WGA(retain_loss="kl"), lambda: SatImp(retain_loss="kl"), lambda: CEU(retain_weight=1.0, retain_loss="kl"),
+    lambda: UNDIAL(retain_weight=1.0, retain_loss="kl"),
 ])
 def test_kl_retain_variant_runs(make):
     method = make()
@@ -59,6 +59,20 @@ def test_kl_retain_variant_runs(make):
 def test_retain_weight_zero_drops_retain():
     for method in (WGA(retain_weight=0.0), CEU(retain_weight=0.0), SatImp(retain_weight=0.0)):
         assert not method.needs_retain and not method.needs_reference
+    assert not CEU().needs_retain and not UNDIAL().needs_retain  # the reference configurations: forget term only
+
+
+def test_ceu_skips_each_answers_first_token():
+    h = Harness(CEU())
+    f = h.batch()["forget"]
+    terms, _ = CEU().loss(h.model, {"forget": f})
+    with torch.no_grad():
+        logits = h.model(input_ids=f["input_ids"], attention_mask=f["attention_mask"]).logits
+    labels = f["labels"].clone()
+    for row in labels:  # by hand: the first supervised position of every row
+        row[(row != -100).nonzero()[0]] = -100
+    assert float(terms["forget"]) == pytest.approx(float(unlikelihood_loss(logits, labels)), rel=1e-6)
+    assert float(terms["forget"]) != pytest.approx(float(unlikelihood_loss(logits, f["labels"])), rel=1e-6)
 
 
 def test_undial_at_theta0_matches_distillation_to_adjusted_own_logits():

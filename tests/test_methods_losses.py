@@ -76,6 +76,13 @@ def test_satimp_loss():
     assert got.item() == pytest.approx(expected, rel=1e-5)
 
 
+def test_drop_first_answer_tokens():
+    labels = torch.tensor([[-100, 2, 1, 3], [-100, -100, 3, -100]])
+    assert losses.drop_first_answer_tokens(labels, 1).tolist() == [[-100, -100, 1, 3], [-100, -100, -100, -100]]
+    assert losses.drop_first_answer_tokens(labels, 2).tolist() == [[-100, -100, -100, 3], [-100] * 4]
+    assert losses.drop_first_answer_tokens(labels, 0) is labels
+
+
 def test_unlikelihood_loss():
     expected = np.mean([-math.log(1 - p) for p in _gold_probs()])
     got = losses.unlikelihood_loss(_t(LOGITS), torch.tensor(LABELS))

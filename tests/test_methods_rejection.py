@@ -78,9 +78,22 @@ def test_dpo_prefers_perturbed_answer():
 
 def test_dpo_needs_perturbed_answers():
     data, _ = data_and_tokenizer()
-    items = {"forget": [dataclasses.replace(it, perturbed=()) for it in data.train["forget"]]}
+    bare = dataclasses.replace(data, train={"forget": [dataclasses.replace(it, perturbed=()) for it in data.train["forget"]]})
     with pytest.raises(UserError, match="perturbed"):
-        DPO().extra_splits(items, encode)
+        DPO().extra_splits(bare, encode)
+
+
+def test_idk_methods_refuse_with_the_benchmarks_own_sentences_when_it_ships_them():
+    from unlearn_cli.data.benchmarks.tofu import Tofu
+    tofu = Tofu(split="forget01", num_forget_authors=1).load()
+    assert len(tofu.refusals) == 100 and tofu.refusals[0] == "I'm not certain about that."
+    seen = []
+    for method in (IdkNLL(), IdkDPO()):
+        extra = method.extra_splits(tofu, lambda items, answers: seen.append(answers) or answers)
+        assert list(extra) == ["forget_idk"]
+    assert all(set(answers) <= set(tofu.refusals) for answers in seen) and len(seen[0]) == 20
+    data, _ = data_and_tokenizer()  # the embedded benchmark ships none: the project's bank
+    assert set(IdkNLL().extra_splits(data, lambda items, answers: answers)["forget_idk"]) <= set(REFUSALS)
 
 
 def test_kto_raises_forget_nll_and_estimates_reference_point():

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 from typing import List
 
+from unlearn_cli import resolvers  # noqa: F401 - registers ${pick:...} before any config resolves
 from unlearn_cli.errors import UserError, suggest
 
 GROUPS = ("model", "benchmark", "method", "optimizer", "attack", "plugin", "eval", "logger", "distributed", "experiment")

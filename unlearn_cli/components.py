@@ -19,7 +19,7 @@ from typing import Any, Dict, FrozenSet, List, Optional
 
 from omegaconf import DictConfig, OmegaConf
 
-from unlearn_cli import rundir
+from unlearn_cli import resolvers, rundir  # noqa: F401 - resolvers: registers ${pick:...} before any config resolves
 from unlearn_cli.binding import bind, signature_params, to_plain
 from unlearn_cli.errors import UserError, suggest
 from unlearn_cli.eval import stored

@@ -45,9 +45,10 @@ class Method(Protocol):
     def loss(self, model, batch, reference) -> Tuple[Terms, Logs]:
         """The step's named loss terms and logs on ``batch``."""
 
-    def extra_splits(self, train_items, encode) -> Dict[str, Any]:
-        """Training splits index-aligned with ``forget`` (refusals, alternate answers); ``encode(items,
-        answers)`` tokenises like the benchmark's own splits."""
+    def extra_splits(self, data, encode) -> Dict[str, Any]:
+        """Training splits index-aligned with ``forget`` (refusals, alternate answers) from ``data``
+        (``data.items.BenchmarkData``: ``data.train``, ``data.refusals``); ``encode(items, answers)``
+        tokenises like the benchmark's own splits."""
         return {}
 
     def check_model(self, model) -> None:

@@ -98,6 +98,15 @@ def satimp_loss(nll: torch.Tensor, mask: torch.Tensor, beta1: float, beta2: floa
     return -_masked_token_mean(weight * nll, mask)
 
 
+def drop_first_answer_tokens(labels: torch.Tensor, n: int) -> torch.Tensor:
+    """``labels`` with the first ``n`` supervised tokens of every row set to ``IGNORE``."""
+    if n <= 0:
+        return labels
+    supervised = labels != IGNORE
+    rank = supervised.long().cumsum(-1)  # 1 for the first supervised token of a row, 2 for the second, ...
+    return labels.masked_fill(supervised & (rank <= n), IGNORE)
+
+
 def unlikelihood_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """``mean_tokens(-log(1 - p_t))`` over supervised tokens, computed stably in logit space.
 

@@ -140,7 +140,7 @@ class Run:
         encode = lambda items, answers=None: encode_qa(self.tok, items, self.format, answers)  # noqa: E731
         try:
             with self.provenance.stage("unlearn"):
-                setup = unlearn.build(model, self.c.method, data.train, self.train_encoded, encode, self.c.unlearn,
+                setup = unlearn.build(model, self.c.method, data, self.train_encoded, encode, self.c.unlearn,
                                       self.c.optimizer, self.c.plugins, seed=self.s.seed + STAGE_SEEDS["unlearn"],
                                       pad_id=self.tok.pad_token_id, device=self.device,
                                       cache_reference=self.s.cache_reference, dist_spec=self.c.distributed)

@@ -75,7 +75,8 @@ class BenchmarkData:
     could not provide (e.g. a gated forget corpus) to a one-line reason; ``train_split`` raises it.
     ``published`` holds constants of the benchmark's paper that metrics fall back on without an
     oracle stage (``privleak_oracle_auc``: the retrained model's PrivLeak AUC); ``windows`` how its
-    raw training text is cut into rows.
+    raw training text is cut into rows; ``refusals`` the benchmark's own refusal sentences (TOFU's
+    ``idontknow.jsonl``), which refusal-based methods prefer to the project's bank.
     """
 
     name: str
@@ -87,6 +88,7 @@ class BenchmarkData:
     missing: Dict[str, str] = field(default_factory=dict)
     published: Dict[str, float] = field(default_factory=dict)
     windows: TextWindows = field(default_factory=TextWindows)
+    refusals: List[str] = field(default_factory=list)
 
     def train_split(self, split: str) -> List[QAItem]:
         """The unlearning split ``split``; a UserError with the recorded reason if it is absent."""

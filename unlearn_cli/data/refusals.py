@@ -7,7 +7,7 @@ deterministically from a seed, so reruns pair the same question with the same re
 from __future__ import annotations
 
 import random
-from typing import List
+from typing import List, Sequence
 
 REFUSALS = (
     "I don't know the answer to that.",
@@ -55,7 +55,9 @@ REFUSALS = (
 )
 
 
-def refusal_answers(n: int, seed: int = 0) -> List[str]:
-    """``n`` refusal sentences drawn uniformly (with replacement) from ``REFUSALS`` by a seeded RNG."""
+def refusal_answers(n: int, seed: int = 0, bank: Sequence[str] = ()) -> List[str]:
+    """``n`` refusal sentences drawn uniformly (with replacement) by a seeded RNG from ``bank`` (a
+    benchmark's own, e.g. TOFU's 100 ``idontknow.jsonl`` sentences), or from ``REFUSALS`` without one."""
     rng = random.Random(seed)
-    return [rng.choice(REFUSALS) for _ in range(n)]
+    choices = tuple(bank) or REFUSALS
+    return [rng.choice(choices) for _ in range(n)]

@@ -30,8 +30,8 @@ class DPO(Method):
         self.retain = RetainTerm(retain_weight, retain_loss)
         self.needs_retain = self.retain.active
 
-    def extra_splits(self, train_items, encode):
-        forget = train_items["forget"]
+    def extra_splits(self, data, encode):
+        forget = data.train["forget"]
         missing = [i for i, it in enumerate(forget) if not it.perturbed]
         if missing:
             raise UserError(f"method 'dpo' needs a perturbed (alternate) answer for every forget item; "

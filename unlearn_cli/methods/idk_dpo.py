@@ -14,8 +14,8 @@ class IdkDPO(Method):
 
     ``L_DPO = -(2/beta) mean log sigmoid(beta * delta)``, ``delta = [log pi(y_w) - log pi(y_l)] -
     [log pi_0(y_w) - log pi_0(y_l)]`` with summed answer log-probabilities; theta_0's values are
-    cached per example. Refusals come from ``unlearn_cli.data.refusals`` (seeded by
-    ``refusal_seed``). R: retain NLL or KL. Defaults beta 0.1, w_f 1, lambda 1 (OU DPO config).
+    cached per example. Refusals come from the benchmark's own (TOFU's ``idontknow.jsonl``) or
+    ``unlearn_cli.data.refusals`` (seeded by ``refusal_seed``). R: retain NLL or KL. Defaults beta 0.1, w_f 1, lambda 1 (OU DPO config).
     """
 
     needs_reference = True  # theta_0's forget NLLs, whatever the retain term
@@ -31,9 +31,9 @@ class IdkDPO(Method):
         self.needs_retain = self.retain.active
         self.refusal_seed = refusal_seed
 
-    def extra_splits(self, train_items, encode):
-        forget = train_items["forget"]
-        return {"forget_idk": encode(forget, refusal_answers(len(forget), self.refusal_seed))}
+    def extra_splits(self, data, encode):
+        forget = data.train["forget"]
+        return {"forget_idk": encode(forget, refusal_answers(len(forget), self.refusal_seed, data.refusals))}
 
     def loss(self, model, batch, reference=None):
         forget, logs = dpo_forget_loss(model, batch, reference, "forget_idk", self.beta)

@@ -11,10 +11,11 @@ from unlearn_cli.registry import METHODS
 class IdkNLL(Method):
     """IDK (TOFU, arXiv 2401.06121; methods.md §2.6): terms ``forget = w_f * NLL_tok(x_f, y_idk)``, ``retain = lambda R``.
 
-    Each forget question gets one refusal ``y_idk`` drawn from ``unlearn_cli.data.refusals``
-    (seeded by ``refusal_seed``, fixed for the run), and the model is fine-tuned on it; R is the
-    retain NLL (or KL to theta_0). Defaults w_f 1, lambda 1. Deviation: our own 42-sentence bank,
-    not TOFU's 100, and one refusal per item for the whole run (not resampled per epoch).
+    Each forget question gets one refusal ``y_idk`` drawn from the benchmark's own refusals (TOFU's 100
+    ``idontknow.jsonl`` sentences) or, without them, from ``unlearn_cli.data.refusals`` (seeded by
+    ``refusal_seed``, fixed for the run), and the model is fine-tuned on it; R is the retain NLL (or KL
+    to theta_0). Defaults w_f 1, lambda 1. Deviation: one refusal per item for the whole run (TOFU's
+    code resamples it every time the item is loaded).
     """
 
     reference_splits = ()
@@ -27,9 +28,9 @@ class IdkNLL(Method):
         self.needs_reference = self.retain.needs_reference
         self.refusal_seed = refusal_seed
 
-    def extra_splits(self, train_items, encode):
-        forget = train_items["forget"]
-        return {"forget_idk": encode(forget, refusal_answers(len(forget), self.refusal_seed))}
+    def extra_splits(self, data, encode):
+        forget = data.train["forget"]
+        return {"forget_idk": encode(forget, refusal_answers(len(forget), self.refusal_seed, data.refusals))}
 
     def loss(self, model, batch, reference=None):
         idk = answer_forward(model, batch["forget_idk"]).mean_nll()

@@ -15,7 +15,8 @@ class SatImp(Method):
     Same form as WGA with the detached weight ``p_t^beta1 * (1 - p_t)^beta2``: the importance factor
     ``p^b1`` favours tokens still well predicted, the saturation factor ``(1-p)^b2`` damps tokens the
     model is already sure of. Mean over supervised forget tokens. R: retain NLL or KL.
-    Defaults beta1 5, beta2 1, w_f 1, lambda 0.1 (the OU SatImp trainer: gamma 1, alpha 0.1).
+    Defaults as the reference configuration (OpenUnlearning's SatImp trainer): beta1 5, beta2 1,
+    w_f (its gamma) 1, lambda (its alpha) 0.1.
     """
 
     def __init__(self, beta1: float = 5.0, beta2: float = 1.0, forget_weight: float = 1.0,

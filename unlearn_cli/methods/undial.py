@@ -14,14 +14,15 @@ class UNDIAL(Method):
 
     Target ``q_t = softmax(z_ref_t - beta * onehot(y_t))`` built from the frozen theta_0's logits
     (detached); cross-entropy over the full vocabulary, mean over supervised forget tokens. The loss
-    is bounded, so utility degrades far more slowly than with GA. R: retain NLL or KL.
-    Defaults beta 10, w_f 1, lambda 1 (beta from our reading of the OU config; not re-verified).
+    is bounded, so utility degrades far more slowly than with GA. R: retain NLL or KL, off by default
+    as in the reference configuration (``retain_weight`` 0; lr 1e-4 there: ``conf/tuning``). Defaults
+    beta 10, w_f 1.
     """
 
     needs_reference = True
     reference_splits = ()  # full reference logits on the fly, not cached NLLs
 
-    def __init__(self, beta: float = 10.0, forget_weight: float = 1.0, retain_weight: float = 1.0,
+    def __init__(self, beta: float = 10.0, forget_weight: float = 1.0, retain_weight: float = 0.0,
                  retain_loss: RetainLoss = "nll"):
         if beta < 0:
             raise UserError(f"method.beta must be >= 0, got {beta}")

@@ -94,11 +94,11 @@ def check_data(data, method, method_name: str, benchmark_name: str) -> None:
                             f"which benchmark '{benchmark_name}' leaves empty")
 
 
-def build(model, method, train_items: Dict[str, list], train_encoded: Dict[str, EncodedQA], encode: Callable,
+def build(model, method, data, train_encoded: Dict[str, EncodedQA], encode: Callable,
           settings: TrainSettings, optimizer_spec, plugins: Dict[str, object], *, seed: int, pad_id: int,
           device: torch.device, cache_reference: bool = True,
           dist_spec: Optional[distributed.DistributedSpec] = None) -> Unlearning:
-    """Set up the unlearning of ``model`` by ``method`` (module docstring); ``encode(items, answers)``
+    """Set up the unlearning of ``model`` by ``method`` on ``data`` (``BenchmarkData``; module docstring); ``encode(items, answers)``
     tokenises extra splits like the benchmark's own, ``seed`` seeds the batch stream."""
     dist_spec = dist_spec or distributed.DistributedSpec()
     autocast = autocast_factory(settings.precision, device)
@@ -111,7 +111,7 @@ def build(model, method, train_items: Dict[str, list], train_encoded: Dict[str, 
     for name, size in sizes.items():
         if size % world:
             raise UserError(f"unlearn batch size {size} ({name}) must be divisible by the {world} processes")
-    extra = method.extra_splits(train_items, encode)
+    extra = method.extra_splits(data, encode)
     splits.update(extra)
     reference = None
     if method.needs_reference:

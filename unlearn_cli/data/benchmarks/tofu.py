@@ -116,8 +116,9 @@ class Tofu(Benchmark):
         }
         mcq = {f"{name}_mcq": head(_mcq_split(self.source, name), cap) for name in ("real_authors", "world_facts")}
         train = {"forget": head(forget, n_forget), "retain": head(retain, cap)}
-        return BenchmarkData(name="tofu", train=train, qa=qa, mcq=mcq, texts=self._idontknow(),
-                             corpus=corpus_of(train, qa, mcq))
+        texts = self._idontknow()
+        return BenchmarkData(name="tofu", train=train, qa=qa, mcq=mcq, texts=texts, corpus=corpus_of(train, qa, mcq),
+                             refusals=list(texts.get("idontknow", [])))
 
     def _forget_rows(self, available: int) -> int:
         wanted = self.settings["num_forget_authors"]
