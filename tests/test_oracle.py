@@ -4,6 +4,7 @@ run's per-example oracle values (tiny pretrained-format stand-ins built here, re
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -108,3 +109,27 @@ def test_a_stored_stage_answers_like_the_frozen_scorer(tmp_path):
     assert found.mia_auc("forget_bios", "holdout_bios", "min_k") == oracle.mia_auc("forget_bios", "holdout_bios", "min_k")
     with pytest.raises(Exception, match="has no complete 'mia_zlib'"):
         found.mia_scores("forget_bios", "zlib")
+
+
+def test_prepare_finetune_builds_target_and_oracle_from_a_pretrained_base(checkpoints, cache_dir, tmp_path):
+    """prepare.finetune=true: the given base is fine-tuned on forget + retain (target) and retain (oracle), cached."""
+    recipe = ["prepare.finetune=true", "prepare.finetune_train.lr=3e-3", "prepare.finetune_train.epochs=8",
+              "prepare.finetune_train.batch_size=10", "prepare.finetune_train.precision=fp32"]
+    base = tmp_path / "base"
+    run_cli(["run", *TOFU, f"model.path={checkpoints['target']}", "skip=[unlearn,attack,eval_oracle]",
+             f"output_dir={base}"], tmp_path, cache_dir)
+    tuned = tmp_path / "tuned"
+    run_cli(["run", *TOFU, *recipe, f"model.path={checkpoints['target']}", f"output_dir={tuned}"], tmp_path, cache_dir)
+    before, after = read_results(base)["metrics"], read_results(tuned)["metrics"]
+    assert after["target/forget_answer_prob"] > 2 * before["target/forget_answer_prob"]  # it learned the forget set
+    assert after["oracle/forget_answer_prob"] < after["target/forget_answer_prob"]  # the oracle never saw it
+    prov = json.loads((tuned / "provenance.json").read_text())
+    for role in ("target", "oracle"):
+        made = json.loads((Path(prov["prepared"][role]) / "prepared.json").read_text())
+        assert made["key"]["role"] == role and made["key"]["model"]["path"] == str(checkpoints["target"])
+    rows = [json.loads(line) for line in (tuned / "metrics.jsonl").read_text().splitlines()]
+    assert {r["stage"] for r in rows} >= {"prepare target", "prepare oracle", "unlearn"}
+    again = tmp_path / "again"  # cached: a second run trains nothing in the prepare stage
+    run_cli(["run", *TOFU, *recipe, f"model.path={checkpoints['target']}", f"output_dir={again}"], tmp_path, cache_dir)
+    stages = {json.loads(line)["stage"] for line in (again / "metrics.jsonl").read_text().splitlines()}
+    assert "prepare target" not in stages and read_results(again)["metrics"] == read_results(tuned)["metrics"]

@@ -38,12 +38,16 @@ INSTANCE_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_@-]*$")
 
 @dataclass
 class PrepareSpec:
-    """How target / oracle models of embedded benchmarks are built (the ``prepare`` section)."""
+    """How target / oracle models are built (the ``prepare`` section): tiny models from scratch with
+    ``train`` / ``optimizer``, a pretrained base (``finetune``) with ``finetune_train`` / ``finetune_optimizer``."""
 
     seed: int
     optimizer: Any
     train: TrainSettings
     recipe: dict  # the section as given: part of the prepared models' cache key
+    finetune: bool = False
+    finetune_train: Optional[TrainSettings] = None
+    finetune_optimizer: Any = None
 
 
 @dataclass
@@ -198,6 +202,9 @@ def build(cfg: DictConfig, sweep_dir: Optional[str] = None) -> Plan:
                             f"use distributed=ddp or distributed=none")
     prep = cfg.prepare
     model = _dataclass(ModelSpec, {k: v for k, v in (to_plain(cfg.model) or {}).items() if k != "name"}, "model")
+    if model.kind == "tiny" and bool(cfg.prepare.get("finetune")):
+        raise UserError("prepare.finetune fine-tunes a pretrained model.path; model.kind=tiny is trained from scratch "
+                        "anyway (drop prepare.finetune or pick model=hf model.path=...)")
     if model.kind == "pretrained" and not model.path:
         raise UserError(f"model '{cfg.model.name}' (kind pretrained) needs model.path=<local directory or Hugging "
                         f"Face id>")
@@ -213,7 +220,9 @@ def build(cfg: DictConfig, sweep_dir: Optional[str] = None) -> Plan:
         unlearn=_dataclass(TrainSettings, cfg.unlearn, "unlearn"),
         prepare=PrepareSpec(seed=int(prep.seed), optimizer=make(OPTIMIZERS, prep.optimizer, "prepare.optimizer"),
                             train=_dataclass(TrainSettings, prep.train, "prepare.train"),
-                            recipe=OmegaConf.to_container(prep, resolve=True)),
+                            recipe=OmegaConf.to_container(prep, resolve=True), finetune=bool(prep.finetune),
+                            finetune_train=_dataclass(TrainSettings, prep.finetune_train, "prepare.finetune_train"),
+                            finetune_optimizer=make(OPTIMIZERS, prep.finetune_optimizer, "prepare.finetune_optimizer")),
         logger=make(LOGGERS, cfg.logger, "logger"),
         distributed=dist,
     )

@@ -1,7 +1,7 @@
 """Prepare stage: the target model (trained on forget + retain) and the oracle (retain only).
 
-Only for benchmarks whose target is built locally (the embedded default); real benchmarks name a
-given checkpoint instead. Artifacts are cached under ``<cache_dir>/prepared/<name>-<key>`` where
+For ``model.kind=tiny`` (trained from scratch on any benchmark with forget and retain data) and for a
+pretrained base with ``prepare.finetune=true``; otherwise the run names its checkpoints. Artifacts are cached under ``<cache_dir>/prepared/<name>-<key>`` where
 the key hashes everything that determines them (benchmark settings, model spec, recipe, seed,
 role, recipe version); they are written to a temp dir and renamed into place, so a crash never
 leaves a half-written cache entry and concurrent sweep jobs cannot corrupt each other's.
@@ -56,25 +56,26 @@ def load_tokenizer(path: Path):
 
 
 def prepared_model(role: str, train_items: Dict[str, list], *, cache_dir: Path, benchmark_key: dict,
-                   spec: models.ModelSpec, tokenizer_dir: Path, recipe: dict, train_settings, optimizer_spec,
+                   spec: models.ModelSpec, base: Callable, recipe: dict, train_settings, optimizer_spec,
                    seed: int, log: Callable, device, windows: TextWindows = TextWindows()) -> Path:
-    """Path of the cached ``role`` model (target / oracle), building it first if absent."""
+    """Path of the cached ``role`` model (target / oracle): ``base()`` -> (model, tokenizer) fine-tuned on
+    ``train_items`` with ``train_settings`` and ``optimizer_spec``, built first if absent."""
     key = {"v": RECIPE_VERSION, "role": role, "benchmark": benchmark_key, "model": asdict(spec),
            "recipe": recipe, "seed": seed, "splits": sorted(train_items)}
     final = _entry(cache_dir, f"{benchmark_key['name']}-{role}", key)
     if (final / "prepared.json").exists():
         return final
-    tok = load_tokenizer(tokenizer_dir)
-    model = models.build_tiny(spec, len(tok), tok, seed).to(device)
+    model, tok = base()
+    model.to(device)
     items = [it for split in sorted(train_items) for it in train_items[split]]
-    encoded = encode_qa(tok, items, models.prompt_format(spec, tok), windows=windows.capped(spec.max_positions))
+    encoded = encode_qa(tok, items, models.prompt_format(spec, tok), windows=windows.capped(models.context_length(model)))
     start = time.perf_counter()
     last = finetune(model, {"train": encoded}, train_settings, optimizer_spec, seed=seed,
                     pad_id=tok.pad_token_id, stage=f"prepare {role}", log=log, device=device)
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
     try:
-        models.save(model.cpu(), tok, tmp)
+        models.save(model.cpu().to(models.DTYPES[spec.dtype]), tok, tmp)  # in the dtype the run loads
         atomic_write_json(tmp / "prepared.json", {"key": key, "final_train": last,
                                                   "seconds": round(time.perf_counter() - start, 2)})
         publish_dir(tmp, final)
@@ -97,36 +98,50 @@ def target_and_oracle(data, spec: models.ModelSpec, benchmark, prepare, cache_di
     """(target path or hub id, oracle path or None) of a run.
 
     ``model.kind=tiny`` builds (or finds cached) a tokenizer trained on the benchmark's text, the
-    target fine-tuned on its ``forget`` + ``retain`` training splits and, when ``want_oracle``, the
-    oracle fine-tuned on ``retain`` only (``prepare``: ``components.PrepareSpec``).
-    ``model.kind=pretrained`` names its checkpoint in ``model.path`` and its oracle in ``model.oracle_path``.
+    target trained from scratch on its ``forget`` + ``retain`` training splits and, when ``want_oracle``,
+    the oracle on ``retain`` only (``prepare.train``; ``prepare``: ``components.PrepareSpec``).
+    ``model.kind=pretrained`` names its checkpoint in ``model.path`` and its oracle in
+    ``model.oracle_path``, or, with ``prepare.finetune``, fine-tunes ``model.path`` into both with the
+    benchmark's fine-tuning recipe (``prepare.finetune_train``, ``prepare.finetune_optimizer``; TOFU: 5
+    epochs, lr 1e-5, effective batch 32), cached like the tiny ones.
     """
-    if spec.kind == "pretrained":
+    if spec.kind not in ("tiny", "pretrained"):
+        raise UserError(f"model.kind must be 'tiny' or 'pretrained', got '{spec.kind}'")
+    if spec.kind == "pretrained" and not prepare.finetune:
         if not spec.path:
             raise UserError("model.kind=pretrained needs model.path (a local directory or a Hugging Face id)")
         return spec.path, (spec.oracle_path if want_oracle else None)
-    if spec.kind != "tiny":
-        raise UserError(f"model.kind must be 'tiny' or 'pretrained', got '{spec.kind}'")
     if spec.oracle_path:
-        raise UserError("model.oracle_path is for model.kind=pretrained; model.kind=tiny trains its own oracle "
-                        "on the benchmark's retain split")
+        raise UserError("model.oracle_path names a given oracle; model.kind=tiny and prepare.finetune=true train "
+                        "their own on the benchmark's retain split (drop one of the two)")
     for split in ("forget", "retain"):
         if split not in data.train:
             reason = data.missing.get(split) or f"it has {', '.join(sorted(data.train)) or 'no training split'}"
-            raise UserError(f"model=tiny trains its target on the benchmark's forget + retain training splits "
-                            f"(the oracle on retain); benchmark '{data.name}' has no '{split}' split: {reason}")
+            raise UserError(f"{'model=tiny' if spec.kind == 'tiny' else 'prepare.finetune'} trains its target on the "
+                            f"benchmark's forget + retain training splits (the oracle on retain); benchmark "
+                            f"'{data.name}' has no '{split}' split: {reason}")
     key = benchmark.cache_key()
-    tok_dir = tokenizer_for(cache_dir, key, data.corpus, spec.vocab_size)
-    common = dict(cache_dir=cache_dir, benchmark_key=key, spec=spec, tokenizer_dir=tok_dir, recipe=prepare.recipe,
-                  train_settings=prepare.train, optimizer_spec=prepare.optimizer, seed=prepare.seed, log=log,
-                  device=device, windows=data.windows)
+    if spec.kind == "tiny":
+        tok_dir = tokenizer_for(cache_dir, key, data.corpus, spec.vocab_size)
+
+        def base():
+            tok = load_tokenizer(tok_dir)
+            return models.build_tiny(spec, len(tok), tok, prepare.seed), tok
+        recipe = dict(train_settings=prepare.train, optimizer_spec=prepare.optimizer)
+    else:
+        def base():
+            return models.load_pretrained(spec.path, spec)
+        recipe = dict(train_settings=prepare.finetune_train, optimizer_spec=prepare.finetune_optimizer)
+    common = dict(cache_dir=cache_dir, benchmark_key=key, spec=spec, base=base, recipe=prepare.recipe,
+                  seed=prepare.seed, log=log, device=device, windows=data.windows, **recipe)
     target = prepared_model("target", data.train, **common)
     oracle = prepared_model("oracle", {"retain": data.train["retain"]}, **common) if want_oracle else None
     return target, oracle
 
 
 def load_model(path, spec: models.ModelSpec, device):
-    """(model on ``device`` in eval mode, tokenizer) of a prepared (tiny) or pretrained checkpoint."""
+    """(model on ``device`` in eval mode, tokenizer) of a prepared tiny model or of a pretrained (or
+    prepared pretrained) checkpoint."""
     model, tok = load_prepared(path, spec) if spec.kind == "tiny" else models.load_pretrained(path, spec)
     model.to(device).eval()
     return model, tok
