@@ -192,7 +192,7 @@ def test_privleak_uses_the_oracle_auc_else_the_constant():
     out = PrivLeak(oracle_auc=0.4772).compute(scorer)
     assert 0 <= out["forget_privleak_auc"] <= 1
     assert out["forget_privleak"] == pytest.approx((out["forget_privleak_auc"] - 0.4772) / 0.4772 * 100)
-    key = ("mia_auc", "privleak_forget", "privleak_holdout", "min_k", 0.4)
+    key = ("mia_auc", "privleak_forget", "privleak_holdout", "min_k", 0.4, None)
     assert scorer._memo[key] == out["forget_privleak_auc"]  # the typed accessor's memo entry
     other = make_scorer(batch_size=4, baselines=oracle_baselines({key: 0.25}))
     other.inputs.texts.update(scorer.inputs.texts)

@@ -233,3 +233,11 @@ def test_rouge_l_stemming_and_disjoint():
     assert st.rouge_l("cats sitting", "cat sit", stemmer=False) == (0.0, 0.0)
     assert st.rouge_l("cats sitting", "cat sit", stemmer=True) == pytest.approx((1.0, 1.0))
     assert st.rouge_l("", "cat sit", stemmer=True) == (0.0, 0.0)
+
+
+def test_exact_memorization_and_extraction_strength_hand_values():
+    assert st.exact_memorization([1, 0, 1, 1]) == pytest.approx(0.75)
+    assert st.extraction_strength([0, 1, 1, 1]) == pytest.approx(0.75)  # the answer reproduced after one token
+    assert st.extraction_strength([1, 1, 0, 1]) == pytest.approx(0.25)  # only the last token: k* = 3 of 4
+    assert st.extraction_strength([1, 1, 1, 1]) == 1.0  # reproduced from the prompt alone
+    assert st.extraction_strength([1, 1, 1, 0]) == 0.0  # no suffix is reproduced

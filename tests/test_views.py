@@ -116,3 +116,37 @@ def test_zlib_mia_score_of_the_running_scorer_is_loss_over_compressed_length():
         assert got[i] == pytest.approx(want, rel=1e-4)
     loss = scorer.mia_scores("forget_bios", "loss")
     assert np.all(got < loss)  # divided by a compressed length of more than one byte
+
+
+def test_memorization_gradnorm_and_calibration_scores_against_hand_computation(tmp_path):
+    from unlearn_cli.models.build import save
+    torch.manual_seed(0)
+    model = tiny_model().eval()
+    inputs = _inputs()
+    scorer = StageScorer(model, inputs, DecodeSettings(batch_size=4), NULL, "target")
+    rows, _ = inputs.scored_texts("forget")
+    tok = inputs.tokenizer
+    calib = tiny_model(seed=3).eval()
+    save(calib, tok, tmp_path / "calib")
+    em, es = scorer.memorization("forget", "exact_memorization"), scorer.memorization("forget", "extraction_strength")
+    grad, cal = scorer.mia_scores("forget", "gradnorm", option=2.0), scorer.mia_scores("forget", "calibration",
+                                                                                       option=str(tmp_path / "calib"))
+    params = list(model.parameters())
+    for i in (0, 5):
+        ids = torch.tensor([rows.prompts[i] + rows.answers[i]])
+        start, n = len(rows.prompts[i]), len(rows.answers[i])
+        logits = model(input_ids=ids).logits[0, start - 1:start - 1 + n]
+        gold = torch.tensor(rows.answers[i])
+        top = (logits.argmax(-1) == gold).numpy()
+        assert em[i] == pytest.approx(top.mean())
+        run = 0
+        while run < n and top[n - 1 - run]:
+            run += 1
+        assert es[i] == pytest.approx(run / n)
+        nll = torch.nn.functional.cross_entropy(logits, gold)
+        grads = torch.autograd.grad(nll, params)
+        assert grad[i] == pytest.approx(float(torch.stack([g.norm() for g in grads]).mean()), rel=1e-4)
+        with torch.no_grad():
+            ref = torch.nn.functional.cross_entropy(calib(input_ids=ids).logits[0, start - 1:start - 1 + n], gold)
+        assert cal[i] == pytest.approx(float(nll) - float(ref), rel=1e-4, abs=1e-5)
+    assert all(p.grad is None for p in model.parameters())  # the attack leaves .grad alone

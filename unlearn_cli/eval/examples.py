@@ -8,7 +8,8 @@ every per-item judgement a metric recorded (``StageScorer.record``):
   ``generation[<view>,<max_new_tokens>]``); ``samples[T=..,p=..,k=..]`` -- sampled answers (leak@k);
 * ``nll[<field>]`` / ``tokens[<field>]`` -- summed answer NLL and answer length for ``answer``,
   ``paraphrased_answer`` (lists for ``perturbed``); ``answer_prob`` = ``exp(-nll/tokens)`` of the gold answer;
-* ``truth_ratio``, ``norm_prob``; ``mia_<attack>`` (``mia_min_k@0.4`` for the fraction-based attacks);
+* ``truth_ratio``, ``norm_prob``, ``exact_memorization``, ``extraction_strength``; ``mia_<attack>``
+  (``mia_min_k@0.4`` for the fraction-based attacks, ``mia_gradnorm@p2``);
 * ``mcq_logprobs[<shots>]`` -- letter log-likelihoods; ``mcq_pred[<shots>]``;
 * metric judgements such as ``qa_acc``, ``rouge_l_recall``, ``rouge_l_f1``, ``knowmem_f1``,
   ``verbmem_f1``, ``open_qa``, ``leak_count[...]`` (prefixed ``<id>/`` for a metric instance whose id
@@ -45,9 +46,13 @@ def _plain(value):
     return value
 
 
-def mia_name(attack: str, k: float) -> str:
-    """Row key of a membership-inference score (``k`` only where it matters)."""
-    return f"mia_{attack}@{k:g}" if attack in ("min_k", "min_k_pp") else f"mia_{attack}"
+def mia_name(attack: str, k: float, option=None) -> str:
+    """Row key of a membership-inference score (``k`` / the attack's option only where they matter)."""
+    if attack in ("min_k", "min_k_pp"):
+        return f"mia_{attack}@{k:g}"
+    if attack == "gradnorm":
+        return f"mia_gradnorm@p{option:g}"
+    return f"mia_{attack}"
 
 
 def _memo_columns(scorer) -> Dict[str, Dict[str, list]]:
@@ -71,7 +76,9 @@ def _memo_columns(scorer) -> Dict[str, Dict[str, list]]:
         elif kind in ("truth_ratio", "norm_prob"):
             out[kind] = value
         elif kind == "mia":
-            out[mia_name(key[2], key[3])] = value
+            out[mia_name(key[2], key[3], key[4])] = value
+        elif kind in ("exact_memorization", "extraction_strength"):
+            out[kind] = value
         elif kind == "mcq":
             out[f"mcq_logprobs[{key[2]}]"] = value
             out[f"mcq_pred[{key[2]}]"] = value.argmax(-1)

@@ -84,11 +84,13 @@ def shared_prefix_nll(model, prompts: Sequence[Sequence[int]], answers: Sequence
 @dataclass
 class TokenStats:
     """Per supervised token of one sequence: ``logp`` = log p(x_t | x_<t); ``mu`` / ``sigma`` =
-    mean / std of log p(v) under the next-token distribution at that position (Min-K%++)."""
+    mean / std of log p(v) under the next-token distribution at that position (Min-K%++); ``top`` =
+    whether x_t is that distribution's argmax (teacher-forced greedy prediction: memorization metrics)."""
 
     logp: np.ndarray
     mu: np.ndarray
     sigma: np.ndarray
+    top: np.ndarray
 
 
 @torch.no_grad()
@@ -111,14 +113,15 @@ def token_stats(model, encoded: EncodedQA, pad_id: int, batch_size: int, autocas
         parts = []
         for start in range(0, picked.shape[0], chunk_tokens):
             logp_all = torch.log_softmax(picked[start:start + chunk_tokens].float(), dim=-1)
-            lp = logp_all.gather(-1, targets[start:start + chunk_tokens].unsqueeze(-1)).squeeze(-1)
-            parts.append((lp, *logp_moments(logp_all, min_var)))
-        lp, mu, sigma = (torch.cat(t).double().cpu().numpy() for t in zip(*parts)) if parts else \
-            (np.zeros(0),) * 3
+            gold = targets[start:start + chunk_tokens]
+            lp = logp_all.gather(-1, gold.unsqueeze(-1)).squeeze(-1)
+            parts.append((lp, *logp_moments(logp_all, min_var), (logp_all.argmax(-1) == gold).double()))
+        lp, mu, sigma, top = (torch.cat(t).double().cpu().numpy() for t in zip(*parts)) if parts else \
+            (np.zeros(0),) * 4
         start = 0
         for row, (i, count) in enumerate(zip(idx, mask.sum(-1).tolist())):
             sl = slice(start, start + count)
-            out[i] = TokenStats(lp[sl], mu[sl], sigma[sl])
+            out[i] = TokenStats(lp[sl], mu[sl], sigma[sl], top[sl].astype(bool))
             start += count
     return out
 
@@ -153,3 +156,31 @@ def mcq_logprobs(model, tokenizer, prompts: Sequence[Sequence[int]], num_choices
                       [list(letters[c]) for _ in prompts for c in range(num_choices)])
     sums, _ = answer_nll(model, pairs, tokenizer.pad_token_id, batch_size, autocast)
     return (-sums).view(len(prompts), num_choices)
+
+
+def grad_norms(model, encoded: EncodedQA, pad_id: int, autocast, p: float = 2.0) -> np.ndarray:
+    """Per row: the mean over parameter tensors of the ``p``-norm of the gradient of the row's mean answer-token
+    NLL (the GradNorm membership attack, arXiv 2402.17012; OpenUnlearning's form). One backward per row through
+    ``torch.autograd.grad`` -- parameters' ``.grad`` are left alone."""
+    dev = model_device(model)
+    params = list(model.parameters())  # every weight, frozen or not: the same attack at every stage
+    flags = [q.requires_grad for q in params]
+    for q in params:
+        q.requires_grad_(True)
+    out = np.zeros(len(encoded))
+    try:
+        with torch.enable_grad():
+            for i in range(len(encoded)):
+                batch = encoded.batch([i], pad_id)
+                with autocast():
+                    logits = model(input_ids=batch["input_ids"].to(dev),
+                                   attention_mask=batch["attention_mask"].to(dev)).logits
+                nll, count = sequence_nll(logits, batch["labels"].to(dev))
+                grads = torch.autograd.grad((nll / count.clamp_min(1)).sum(), params, allow_unused=True)
+                norms = [g.detach().float().norm(p=p) for g in grads if g is not None]
+                out[i] = float(torch.stack(norms).mean())
+    finally:
+        for q, flag in zip(params, flags):
+            q.requires_grad_(flag)
+    return out
+

@@ -22,6 +22,9 @@ changes the prompts of the splits it targets for every request of the stage.
 
 from __future__ import annotations
 
+import functools
+import os
+from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -32,10 +35,23 @@ from unlearn_cli.eval import stats
 from unlearn_cli.eval.decode import DecodeSettings, Sampling, generate
 from unlearn_cli.models.build import context_length
 from unlearn_cli.eval.inputs import EvalInputs
-from unlearn_cli.eval.ops import TokenStats, answer_nll, fit_rows, mcq_logprobs, shared_prefix_nll, token_stats
+from unlearn_cli.errors import UserError
+from unlearn_cli.eval.ops import (TokenStats, answer_nll, fit_rows, grad_norms, mcq_logprobs, shared_prefix_nll,
+                                  token_stats)
 from unlearn_cli.eval.views import PromptView
 
-MIA_ATTACKS = ("loss", "zlib", "min_k", "min_k_pp")
+MIA_ATTACKS = ("loss", "zlib", "min_k", "min_k_pp", "gradnorm", "calibration")
+MIA_DEFAULT = ("loss", "zlib", "min_k", "min_k_pp")  # the attacks a suite runs without further settings
+
+
+@functools.lru_cache(maxsize=2)
+def calibration_model(path: str, dtype, device_type: str):
+    """The membership attack's calibration model (loaded once per run; safetensors, no remote code)."""
+    from transformers import AutoModelForCausalLM
+    if os.path.sep in str(path) and not Path(path).exists():
+        raise UserError(f"mia calibration_model '{path}' does not exist")
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True, trust_remote_code=False)
+    return model.to(device_type).eval()
 
 
 def _sums_and_counts(per_token: List[TokenStats]) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -235,14 +251,19 @@ class StageScorer:
         """The text each scored row stands for (zlib attack)."""
         return self._scored(split)[1]
 
-    def mia_scores(self, split: str, attack: str, k: float = 0.4) -> np.ndarray:
-        """Per-row membership-inference score of ``split`` (high = non-member; methods.md 5.4):
-        ``loss`` (``stats.loss_score``), ``zlib`` (``stats.zlib_score`` of the row's text), ``min_k``
-        and ``min_k_pp`` (lowest ``k`` fraction), all from the split's one ``token_stats`` pass."""
+    def mia_scores(self, split: str, attack: str, k: float = 0.4, option=None) -> np.ndarray:
+        """Per-row membership-inference score of ``split`` (high = non-member): ``loss``
+        (``stats.loss_score``), ``zlib`` (``stats.zlib_score`` of the row's text), ``min_k`` and
+        ``min_k_pp`` (lowest ``k`` fraction) -- all from the split's one ``token_stats`` pass --,
+        ``gradnorm`` (``ops.grad_norms`` with ``option`` = p, one backward per row) and ``calibration``
+        (this model's mean answer NLL minus that of the calibration model at path ``option``, the same
+        rows: OpenUnlearning's reference-model attack)."""
         if attack not in MIA_ATTACKS:
             raise ValueError(f"unknown MIA attack '{attack}'; known: {', '.join(MIA_ATTACKS)}")
 
         def build():
+            if attack == "gradnorm":
+                return grad_norms(self.model, self._scored(split)[0], self.pad_id, self.autocast, float(option))
             per_token = self.token_stats(split)
             if attack == "loss":
                 return np.array([stats.loss_score(s.logp) for s in per_token])
@@ -250,13 +271,31 @@ class StageScorer:
                 return np.array([stats.zlib_score(s.logp, t) for s, t in zip(per_token, self.text_of(split))])
             if attack == "min_k":
                 return np.array([stats.min_k_score(s.logp, k) for s in per_token])
+            if attack == "calibration":
+                return np.array([stats.loss_score(s.logp) for s in per_token]) - self._calibration_losses(split, option)
             return np.array([stats.min_k_plus_plus_score(s.logp, s.mu, s.sigma, k) for s in per_token])
-        return self._cached(("mia", split, attack, float(k)), build)
+        return self._cached(("mia", split, attack, float(k), option), build)
 
-    def mia_auc(self, members: str, nonmembers: str, attack: str, k: float = 0.4) -> float:
+    def _calibration_losses(self, split: str, path: str) -> np.ndarray:
+        """The calibration model's mean answer NLL of every scored row of ``split`` (the same for every stage)."""
+        rows = self._scored(split)[0]
+        param = next(self.model.parameters())
+        calib = calibration_model(str(path), param.dtype, param.device.type)
+        if calib.get_input_embeddings().num_embeddings != self.model.get_input_embeddings().num_embeddings:
+            raise UserError(f"mia calibration_model '{path}' has another vocabulary than the evaluated model")
+        sums, counts = answer_nll(calib, rows, self.pad_id, self.decode.batch_size, self.autocast)
+        return (sums / counts.clamp_min(1)).double().numpy()
+
+    def mia_auc(self, members: str, nonmembers: str, attack: str, k: float = 0.4, option=None) -> float:
         """ROC-AUC of ``members`` (positives) vs ``nonmembers`` under ``attack`` (``stats.roc_auc``)."""
-        return self._cached(("mia_auc", members, nonmembers, attack, float(k)), lambda: stats.roc_auc(
-            self.mia_scores(members, attack, k), self.mia_scores(nonmembers, attack, k)))
+        return self._cached(("mia_auc", members, nonmembers, attack, float(k), option), lambda: stats.roc_auc(
+            self.mia_scores(members, attack, k, option), self.mia_scores(nonmembers, attack, k, option)))
+
+    def memorization(self, split: str, kind: str) -> np.ndarray:
+        """Per-row ``exact_memorization`` or ``extraction_strength`` of ``split``'s gold answers
+        (``stats``), from the teacher-forced greedy predictions of the ``token_stats`` pass."""
+        score = {"exact_memorization": stats.exact_memorization, "extraction_strength": stats.extraction_strength}[kind]
+        return self._cached((kind, split), lambda: np.array([score(s.top) for s in self.token_stats(split)]))
 
     # -- multiple choice ----------------------------------------------------------------------------
     def mcq_texts(self, split: str, shots: int = 0) -> List[str]:

@@ -232,6 +232,22 @@ def logp_moments(logp: torch.Tensor, min_var: float = 1e-6) -> Tuple[torch.Tenso
     return mu, var.clamp_min(min_var).sqrt()
 
 
+def exact_memorization(top) -> float:
+    """Exact memorization (OpenUnlearning; Tirumala et al. 2022): the fraction of answer tokens the model
+    predicts greedily under teacher forcing, ``mean_t 1[argmax p(.|y_<t) = y_t]``."""
+    return float(np.mean(_vector(top, "top")))
+
+
+def extraction_strength(top) -> float:
+    """Extraction strength (Carlini et al. 2021, as OpenUnlearning reports it): ``1 - k*/|y|`` with ``k*`` the
+    shortest answer prefix after which every remaining token is the greedy prediction (the length of the
+    trailing run of correct predictions over ``|y|``). Deviation: 0 when even the last token is wrong
+    (OpenUnlearning's loop reports ``1/|y|`` there)."""
+    hits = _vector(top, "top") > 0.5
+    run = len(hits) - (np.flatnonzero(~hits)[-1] + 1) if (~hits).any() else len(hits)
+    return float(run / len(hits))
+
+
 def privleak(auc: float, auc_oracle: float) -> float:
     """MUSE PrivLeak in percent (arXiv 2407.06460): ``(AUC - AUC_ref) / AUC_ref * 100`` with
     ``AUC_ref`` the oracle's (the retrained model's); ~0 ideal, negative = under-unlearning."""

@@ -50,11 +50,11 @@ class StoredStage:
     def normalised_probs(self, split: str) -> np.ndarray:
         return self._column(split, "norm_prob")
 
-    def mia_scores(self, split: str, attack: str, k: float = 0.4) -> np.ndarray:
-        return self._column(split, mia_name(attack, float(k)))
+    def mia_scores(self, split: str, attack: str, k: float = 0.4, option=None) -> np.ndarray:
+        return self._column(split, mia_name(attack, float(k), option))
 
-    def mia_auc(self, members: str, nonmembers: str, attack: str, k: float = 0.4) -> float:
-        return stats.roc_auc(self.mia_scores(members, attack, k), self.mia_scores(nonmembers, attack, k))
+    def mia_auc(self, members: str, nonmembers: str, attack: str, k: float = 0.4, option=None) -> float:
+        return stats.roc_auc(self.mia_scores(members, attack, k, option), self.mia_scores(nonmembers, attack, k, option))
 
 
 def _section(config: dict, path) -> object:

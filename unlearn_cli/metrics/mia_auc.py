@@ -1,10 +1,10 @@
 """Membership-inference AUCs (loss, zlib, Min-K%, Min-K%++)."""
 
-from typing import List
+from typing import List, Optional
 
 from unlearn_cli.contracts import Metric
 from unlearn_cli.errors import UserError
-from unlearn_cli.eval.scorer import MIA_ATTACKS
+from unlearn_cli.eval.scorer import MIA_ATTACKS, MIA_DEFAULT
 from unlearn_cli.metrics._common import label
 from unlearn_cli.registry import METRICS
 
@@ -17,6 +17,11 @@ class MiaAUC(Metric):
     len(zlib(text))`` (Carlini et al. 2021), Min-K% ``-mean`` of the lowest ``k`` fraction of
     ``lp`` (Shi et al., arXiv 2310.16789), Min-K%++ the same on ``z = (lp - mu)/sigma`` with the
     next-token mean/std of ``log p`` from the same forward (Zhang et al., arXiv 2404.02936).
+    ``gradnorm`` (Yeom-style gradient attack, arXiv 2402.17012): the mean over parameter tensors of
+    the ``gradnorm_p``-norm of the row's loss gradient (OpenUnlearning's form; one backward per row,
+    so not in the default list); ``calibration``: this model's loss minus that of
+    ``calibration_model`` (a local dir or hub id with the same tokenizer, e.g. the base model;
+    Carlini et al. 2021's reference-model attack, OpenUnlearning's ``mia_reference``).
     ``AUC = P(s_member > s_nonmember) + P(tie)/2`` (MUSE convention: a model that memorised its
     members -> 0, never saw them -> 0.5). Text splits are scored as ``<bos>`` + text, QA splits on
     their answer tokens. Keys ``<members>_mia_<attack>`` (a leading ``privleak_`` dropped).
@@ -26,19 +31,26 @@ class MiaAUC(Metric):
     version = 1
 
     def __init__(self, members: str = "forget", nonmembers: str = "holdout",
-                 attacks: List[str] = MIA_ATTACKS, k: float = 0.4):
+                 attacks: List[str] = MIA_DEFAULT, k: float = 0.4, gradnorm_p: float = 2.0,
+                 calibration_model: Optional[str] = None):
         bad = [a for a in attacks if a not in MIA_ATTACKS]
         if bad:
             raise UserError(f"mia_auc.attacks: unknown attack '{bad[0]}'; known: {', '.join(MIA_ATTACKS)}")
         if not 0 < k <= 1:
             raise UserError(f"mia_auc.k must be in (0, 1], got {k}")
+        if gradnorm_p not in (1, 2, float("inf")):
+            raise UserError(f"mia_auc.gradnorm_p must be 1, 2 or inf, got {gradnorm_p}")
+        if ("calibration" in attacks) != bool(calibration_model):
+            raise UserError("mia_auc: the calibration attack needs calibration_model (a model path or hub id), "
+                            "and calibration_model is used only by it")
         self.members, self.nonmembers = members, nonmembers
         self.attacks, self.k = list(attacks), float(k)
+        self.options = {"gradnorm": float(gradnorm_p), "calibration": calibration_model}
         self.splits = [members, nonmembers]
 
     def compute(self, scorer):
         out = {}
         for attack in self.attacks:
-            auc = scorer.mia_auc(self.members, self.nonmembers, attack, self.k)
+            auc = scorer.mia_auc(self.members, self.nonmembers, attack, self.k, self.options.get(attack))
             out[f"{label(self.members, 'privleak_')}_mia_{attack}"] = auc
         return out
