@@ -136,8 +136,8 @@ def test_truth_ratio_hand_numbers():
 def test_truth_ratio_both_documented_conventions_agree():
     para = np.array([0.7, 1.9, 1.2])
     pert = np.array([[1.5, 2.0, 0.3], [1.0, 1.1, 1.2], [1.2, 1.2, 1.2]])
-    r = st.truth_ratio(para, pert)                      # benchmarks.md: exp(l_base - mean l_pert)
-    tr = np.exp(pert.mean(axis=1) - para)               # methods.md 5.1: exp(mean l_pert - l_base)
+    r = st.truth_ratio(para, pert)                      # exp(l_base - mean l_pert)
+    tr = np.exp(pert.mean(axis=1) - para)               # TOFU's code: exp(mean l_pert - l_base)
     assert r == pytest.approx(1 / tr)
     assert st.truth_ratio_forget(r) == pytest.approx(np.mean(np.minimum(tr, 1 / tr)))
     assert st.truth_ratio_utility(r) == pytest.approx(np.mean(np.maximum(0, 1 - 1 / tr)))

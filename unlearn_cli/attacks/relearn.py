@@ -19,7 +19,7 @@ class Relearn(Attack):
     """Relearning attack: fine-tune the unlearned model on a few forget samples, then re-evaluate.
 
     Follows the relearning protocol of Hu et al. 2024 / Fan et al. 2025 (arXiv 2502.05374, §4.1 of
-    methods.md): plain SFT (answer-token NLL) on ``num_samples`` forget QA pairs (or a ``fraction``
+    docs/method_reference.md): plain SFT (answer-token NLL) on ``num_samples`` forget QA pairs (or a ``fraction``
     of them) drawn with the attack seed, for ``steps`` steps with the attack's own ``optimizer``
     (default AdamW, betas (0.9, 0.98), no weight decay). ``mix_retain`` adds a retain batch of the
     same size to each step (an attacker who also keeps utility). The full forget split is then

@@ -168,7 +168,7 @@ MCQ_LETTERS = ("A", "B", "C", "D", "E", "F", "G", "H")
 
 def render_mcq(question: str, choices: Sequence[str], subject: Optional[str] = None,
                demos: Sequence[Tuple[str, Sequence[str], int]] = ()) -> str:
-    """Multiple-choice prompt of lm-evaluation-harness (WMDP, MMLU; benchmarks.md 3-4):
+    """Multiple-choice prompt of lm-evaluation-harness (WMDP, MMLU; docs/metric_reference.md):
     ``"The following are multiple choice questions (with answers) about {subject}.\n\n"`` (only
     when ``subject`` is given), then each few-shot demonstration ``(question, choices, answer
     index)`` as its item + ``" <letter>\n\n"`` (the harness's target and few-shot delimiters;
@@ -188,7 +188,7 @@ def _mcq_item(question: str, choices: Sequence[str]) -> str:
 
 def render_icl(demos: Sequence[tuple], question: str) -> str:
     """MUSE KnowMem few-shot prompt: ``"Question: {q}\nAnswer: {a}\n\n"`` per demonstration, then
-    ``"Question: {question}\nAnswer: "`` (benchmarks.md section 2)."""
+    ``"Question: {question}\nAnswer: "`` (MUSE, arXiv 2407.06460)."""
     return "".join(f"Question: {q}\nAnswer: {a}\n\n" for q, a in demos) + f"Question: {question}\nAnswer: "
 
 

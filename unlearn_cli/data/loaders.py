@@ -4,7 +4,7 @@ Where the rows come from, in this order:
 
 1. the benchmark's ``data_dir`` option: the benchmark's own folder (e.g. ``.../data/tofu``);
 2. the ``UNLEARN_DATA_DIR`` environment variable: a folder holding ``tofu/``, ``muse/``,
-   ``wmdp/``, ``mmlu/`` (the layout of ``shared/data``, described in benchmarks.md);
+   ``wmdp/``, ``mmlu/`` (the layouts of docs/benchmark_reference.md);
 3. the official Hugging Face dataset (``locuslab/TOFU``, ``muse-bench/MUSE-News``, ``cais/wmdp``,
    ``cais/mmlu``), only when the ``datasets`` package is installed (it downloads).
 

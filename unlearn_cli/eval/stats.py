@@ -1,13 +1,12 @@
 """Pure estimators behind the metrics (no model, no I/O): leak@k, ROC-AUC, KS forget quality,
 TOFU truth ratio / utility terms, membership-inference scores and ROUGE-L.
 
-Conventions (see ``shared/reference/benchmarks.md`` and ``methods.md`` section 5):
+Conventions (docs/metric_reference.md):
 
 * NLLs are *length-normalised* (mean over the answer tokens), written ``l``; ``P = exp(-l)``.
 * Truth ratio: ``truth_ratio`` returns ``R = exp(l_base - mean_j l_pert_j)`` = (geometric mean
-  of the wrong answers' probabilities) / (probability of the base answer), the form of
-  benchmarks.md. methods.md section 5.1 writes the reciprocal ``TR = 1/R`` (as coded in TOFU);
-  the summaries below give identical numbers under both readings:
+  of the wrong answers' probabilities) / (probability of the base answer). TOFU's code computes
+  the reciprocal ``TR = 1/R``; the summaries below give identical numbers under both readings:
   ``min(R, 1/R)`` is symmetric and ``max(0, 1 - R) == max(0, 1 - 1/TR)``.
 * ROC-AUC: members are the positive class, ``AUC = P(s_member > s_nonmember) + P(tie)/2``.
   The MIA scores here are high for *non*-members, so a model that memorised its members gives
@@ -72,7 +71,7 @@ def leak_at_k(n: int, c: int, k: int) -> float:
 def expected_max_at_k(scores: Sequence[float], k: int) -> float:
     """Expected best of ``k`` scores drawn without replacement from ``n`` observed scores.
 
-    Continuous-score leak@k (methods.md section 5.6): with ``s_(1) <= ... <= s_(n)`` sorted
+    Continuous-score leak@k (the leak@k paper's meta-metric for a graded judge): with ``s_(1) <= ... <= s_(n)`` sorted
     ascending, ``E[max] = sum_{i=k}^{n} C(i-1, k-1) / C(n, k) * s_(i)`` (``s_(i)`` is the maximum
     of exactly ``C(i-1, k-1)`` of the ``C(n, k)`` subsets). Exact integer binomials, so any n works.
     """
@@ -110,13 +109,13 @@ def ks_forget_quality(tr_model, tr_oracle) -> float:
     per-item truth ratios of the unlearned model and of the retain-only oracle on the forget split.
 
     Higher = closer to the oracle. The KS statistic depends only on the order of the pooled
-    values, so passing ``R`` or ``1/R`` (methods.md's TR) for both samples gives the same p-value.
+    values, so passing ``R`` or ``1/R`` (TOFU code's TR) for both samples gives the same p-value.
     """
     return float(stats.ks_2samp(_vector(tr_model, "tr_model"), _vector(tr_oracle, "tr_oracle")).pvalue)
 
 
 # ---------------------------------------------------------------------------------------------
-# TOFU (arXiv 2401.06121; benchmarks.md section 1, methods.md section 5.1)
+# TOFU (arXiv 2401.06121)
 
 
 def _per_item(base_nll, perturbed_nll) -> Tuple[np.ndarray, np.ndarray]:
@@ -130,12 +129,12 @@ def _per_item(base_nll, perturbed_nll) -> Tuple[np.ndarray, np.ndarray]:
 
 
 def truth_ratio(para_nll_mean, perturbed_nll_means) -> np.ndarray:
-    """Per-item TOFU truth ratio ``R = exp(l_base - mean_j l_pert_j)`` (benchmarks.md form).
+    """Per-item TOFU truth ratio ``R = exp(l_base - mean_j l_pert_j)``.
 
     ``para_nll_mean``: shape (N,), length-normalised NLL of the paraphrased answer (forget /
     retain) or of the true answer (real authors / world facts); ``perturbed_nll_means``: shape
-    (N, J). ``R`` < 1 when the model prefers the base answer over the wrong ones. methods.md
-    section 5.1 (TOFU code) uses ``TR = 1/R``; feed either to the summaries below consistently.
+    (N, J). ``R`` < 1 when the model prefers the base answer over the wrong ones. TOFU's code uses
+    ``TR = 1/R``; feed either to the summaries below consistently.
     """
     base, pert = _per_item(para_nll_mean, perturbed_nll_means)
     return np.exp(base - pert.mean(axis=1))
@@ -143,14 +142,14 @@ def truth_ratio(para_nll_mean, perturbed_nll_means) -> np.ndarray:
 
 def truth_ratio_forget(ratios) -> float:
     """Forget-split truth-ratio report ``mean(min(R, 1/R))`` (TOFU): 1 = the model cannot tell the
-    true from the wrong answers. Symmetric, so it is the same for ``R`` and methods.md's ``TR``."""
+    true from the wrong answers. Symmetric, so it is the same for ``R`` and TOFU code's ``TR``."""
     r = _vector(ratios, "truth ratios")
     return float(np.minimum(r, 1.0 / r).mean())
 
 
 def truth_ratio_utility(ratios) -> float:
     """Utility-split truth-ratio term ``mean(max(0, 1 - R))`` with ``R`` from :func:`truth_ratio`
-    (benchmarks.md); identical to methods.md's ``mean(max(0, 1 - 1/TR))`` since ``TR = 1/R``."""
+    identical to TOFU code's ``mean(max(0, 1 - 1/TR))`` since ``TR = 1/R``."""
     r = _vector(ratios, "truth ratios")
     return float(np.maximum(0.0, 1.0 - r).mean())
 
@@ -176,7 +175,7 @@ def harmonic_mean(values) -> float:
 
 
 # ---------------------------------------------------------------------------------------------
-# Membership-inference scores (methods.md section 5.4); all are high for non-members
+# Membership-inference scores (docs/metric_reference.md); all are high for non-members
 
 
 def _lowest_fraction_mean(values: np.ndarray, k: float) -> float:

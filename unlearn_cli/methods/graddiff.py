@@ -12,7 +12,7 @@ class GradDiff(Method):
 
     R is the retain NLL (``retain_loss: nll``, "GDR") or the forward KL to theta_0 on retain
     tokens (``retain_loss: kl``, "KLR"). Paper: Liu et al. 2022 / TOFU (arXiv 2401.06121);
-    defaults lambda = 1 (methods.md §2.2). Deviation: KL is averaged over supervised tokens only.
+    defaults lambda = 1 (docs/method_reference.md). Deviation: KL is averaged over supervised tokens only.
     ``retain_weight: 0`` is plain GA (no retain batch is drawn).
     """
 

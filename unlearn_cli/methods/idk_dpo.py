@@ -10,7 +10,7 @@ from unlearn_cli.registry import METHODS
 
 @METHODS.register("idk_dpo")
 class IdkDPO(Method):
-    """IDK-DPO (DPO, arXiv 2305.18290; TOFU usage, methods.md §2.7): terms ``forget = w_f L_DPO(y_w=y_idk, y_l=y_f)``, ``retain = lambda R``.
+    """IDK-DPO (DPO, arXiv 2305.18290; TOFU usage, docs/method_reference.md): terms ``forget = w_f L_DPO(y_w=y_idk, y_l=y_f)``, ``retain = lambda R``.
 
     ``L_DPO = -(2/beta) mean log sigmoid(beta * delta)``, ``delta = [log pi(y_w) - log pi(y_l)] -
     [log pi_0(y_w) - log pi_0(y_l)]`` with summed answer log-probabilities; theta_0's values are

@@ -9,7 +9,7 @@ from unlearn_cli.registry import METHODS
 
 @METHODS.register("idk_nll")
 class IdkNLL(Method):
-    """IDK (TOFU, arXiv 2401.06121; methods.md §2.6): terms ``forget = w_f * NLL_tok(x_f, y_idk)``, ``retain = lambda R``.
+    """IDK (TOFU, arXiv 2401.06121; docs/method_reference.md): terms ``forget = w_f * NLL_tok(x_f, y_idk)``, ``retain = lambda R``.
 
     Each forget question gets one refusal ``y_idk`` drawn from the benchmark's own refusals (TOFU's 100
     ``idontknow.jsonl`` sentences) or, without them, from ``unlearn_cli.data.refusals`` (seeded by

@@ -17,7 +17,7 @@ class NPO(Method):
     ``l`` is the summed answer NLL of a forget sequence under theta and ``l_ref`` under the frozen
     theta_0 (cached once per example). ``reduction: mean_token`` uses the length-normalised NLL
     instead (the WMDP code's variant). R: retain NLL or KL (``retain_weight: 0`` = plain NPO).
-    Defaults beta 0.1, lambda 1 (methods.md §2.4).
+    Defaults beta 0.1, lambda 1 (docs/method_reference.md).
     """
 
     needs_reference = True  # theta_0's forget NLLs, whatever the retain term

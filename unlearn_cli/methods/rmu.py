@@ -19,7 +19,7 @@ class RMU(Method):
     RNG. MSE means run over batch x positions x hidden units; with ``mask_padding: true`` padding
     positions are left out (the official loss keeps them, the default here). Only
     ``param_name`` of ``trainable_layers`` (default ``[layer-2, layer-1, layer]``) trains.
-    Defaults (Zephyr-7B recipe, methods.md §2.8): layer 7, layers 5-7, mlp.down_proj.weight,
+    Defaults (Zephyr-7B recipe, docs/method_reference.md): layer 7, layers 5-7, mlp.down_proj.weight,
     c 6.5, alpha 1200. Deviation: one control vector for the whole forget set (single topic).
     """
 

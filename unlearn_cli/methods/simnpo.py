@@ -14,7 +14,7 @@ class SimNPO(Method):
 
     ``l_bar`` is the per-sequence mean answer NLL (no reference model). R: retain NLL (default,
     "simnpo_grad_diff") or KL to theta_0. Defaults: TOFU forget10 beta 4.5, w_f 0.125, lambda 1,
-    gamma 0; MUSE beta 0.7, lambda 0.1, gamma 0.1 (methods.md §2.5); benchmark-specific values
+    gamma 0; MUSE beta 0.7, lambda 0.1, gamma 0.1 (docs/method_reference.md); benchmark-specific values
     live in ``conf/tuning``.
     """
 

@@ -15,7 +15,7 @@ class WGA(Method):
     ``nll_t`` is the gold-token NLL of supervised forget token t, ``p_t = exp(-nll_t)``; the weight
     ``p_t^beta`` is detached, so tokens the model has already forgotten (small p_t) stop driving the
     ascent. The mean runs over supervised tokens of the batch. R: retain NLL or KL to theta_0
-    (``retain_weight: 0`` = plain WGA). Defaults beta 1 (methods.md §2.12), w_f 1, lambda 1.
+    (``retain_weight: 0`` = plain WGA). Defaults beta 1 (OpenUnlearning's WGA), w_f 1, lambda 1.
     """
 
     def __init__(self, beta: float = 1.0, forget_weight: float = 1.0, retain_weight: float = 1.0,

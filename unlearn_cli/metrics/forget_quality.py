@@ -9,7 +9,7 @@ from unlearn_cli.registry import METRICS
 @METRICS.register("forget_quality")
 class ForgetQuality(Metric):
     """TOFU Forget Quality (arXiv 2401.06121): p-value of the two-sided two-sample KS test between this
-    stage's per-item truth ratios on ``split`` and the retain-only ORACLE's (methods.md 5.1).
+    stage's per-item truth ratios on ``split`` and the retain-only ORACLE's (docs/metric_reference.md).
 
     Baseline ``oracle``: the pipeline evaluates the oracle stage first and later stages read its
     memoised truth ratios (the oracle itself scores 1.0 against itself). Without an oracle

@@ -21,7 +21,7 @@ def cut(text: str) -> str:
 
 @METRICS.register("knowmem")
 class KnowMem(Metric):
-    """MUSE KnowMem (arXiv 2407.06460; benchmarks.md 2): few-shot prompt of the ICL pairs rendered
+    """MUSE KnowMem (arXiv 2407.06460; docs/metric_reference.md): few-shot prompt of the ICL pairs rendered
     ``"Question: {q}\\nAnswer: {a}\\n\\n"`` then ``"Question: {question}\\nAnswer: "``; greedy, at most
     ``max_new_tokens`` (32) tokens, cut at ``"\\n\\n"`` / ``"\\nQuestion"`` / ``"Question:"``;
     ROUGE-L F1 (no stemming) vs the gold answer; ``100 * mean``. Forget: lower is better; retain:

@@ -15,7 +15,7 @@ from unlearn_cli.eval.decode import Sampling, check_sampling
 
 @METRICS.register("leak_at_k")
 class LeakAtK(Metric):
-    """leak@k (arXiv 2511.04934; methods.md 5.6): probability that at least one of k sampled answers
+    """leak@k (arXiv 2511.04934; docs/metric_reference.md): probability that at least one of k sampled answers
     reveals the gold fact, averaged over queries.
 
     Per query, ``n`` answers are sampled (``num_return_sequences``, batched) under each policy of

@@ -13,7 +13,7 @@ from unlearn_cli.eval.inputs import fewshot_pool
 class MCQAccuracy(Metric):
     """MCQ accuracy as in lm-evaluation-harness (WMDP arXiv 2403.03218; MMLU, Hendrycks et al. 2021).
 
-    Prompt (benchmarks.md 3-4): ``"The following are multiple choice questions (with answers) about
+    Prompt (docs/metric_reference.md): ``"The following are multiple choice questions (with answers) about
     {subject}.\\n\\n"`` (WMDP subset / MMLU subject; no header for other benchmarks) +
     ``question\\nA. c0\\nB. c1\\nC. c2\\nD. c3\\nAnswer:``. Prediction ``argmax_c log p(" <letter_c>" | prompt)``;
     ``acc = mean 1[prediction == answer]``. Chance = 1/C. ``splits``: MCQ split names (null = every

@@ -11,7 +11,7 @@ from unlearn_cli.registry import METRICS
 
 @METRICS.register("mia_auc")
 class MiaAUC(Metric):
-    """Membership-inference ROC-AUC of ``members`` (positives) vs ``nonmembers`` (methods.md 5.4).
+    """Membership-inference ROC-AUC of ``members`` (positives) vs ``nonmembers`` (docs/metric_reference.md).
 
     Scores per text (high = non-member): loss ``-mean lp`` (Yeom et al. 2018), zlib ``loss /
     len(zlib(text))`` (Carlini et al. 2021), Min-K% ``-mean`` of the lowest ``k`` fraction of

@@ -12,7 +12,7 @@ from unlearn_cli.registry import METRICS
 
 @METRICS.register("model_utility")
 class ModelUtility(Metric):
-    """TOFU Model Utility (arXiv 2401.06121; methods.md 5.1): harmonic mean of 9 numbers,
+    """TOFU Model Utility (arXiv 2401.06121; docs/metric_reference.md): harmonic mean of 9 numbers,
     {Probability, ROUGE-L recall, truth-ratio utility term} x {retain, real_authors, world_facts}.
 
     Probability = ``mean exp(-l_bar(a|q))`` on the retain split, the normalised

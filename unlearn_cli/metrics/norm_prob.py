@@ -8,7 +8,7 @@ from unlearn_cli.registry import METRICS
 
 @METRICS.register("norm_prob")
 class NormalisedProbability(Metric):
-    """TOFU Probability on real_authors / world_facts (arXiv 2401.06121; benchmarks.md 1):
+    """TOFU Probability on real_authors / world_facts (arXiv 2401.06121; docs/metric_reference.md):
     ``mean_q P(a) / (P(a) + sum_j P(a~_j))`` with ``P = exp(-l_bar)`` the length-normalised
     probabilities of the true and of the perturbed answers. Key ``<split>_norm_prob``."""
 

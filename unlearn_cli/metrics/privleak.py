@@ -13,7 +13,7 @@ log = logging.getLogger("unlearn_cli")
 
 @METRICS.register("privleak")
 class PrivLeak(Metric):
-    """MUSE PrivLeak (arXiv 2407.06460; methods.md 5.2): Min-K% (``k`` = 0.4) ROC-AUC of ``members``
+    """MUSE PrivLeak (arXiv 2407.06460; docs/metric_reference.md): Min-K% (``k`` = 0.4) ROC-AUC of ``members``
     (forget texts) vs ``nonmembers`` (holdout texts), relative to the retrained model:
     ``(AUC - AUC_ref) / AUC_ref * 100``. ``AUC_ref`` is the oracle stage's AUC when the run evaluates
     an oracle, else ``oracle_auc`` when set, else the benchmark's published AUC of MUSE's retrained

@@ -11,7 +11,7 @@ from unlearn_cli.registry import METRICS
 
 @METRICS.register("truth_ratio")
 class TruthRatio(Metric):
-    """TOFU Truth Ratio (Maini et al., arXiv 2401.06121; benchmarks.md 1, methods.md 5.1).
+    """TOFU Truth Ratio (Maini et al., arXiv 2401.06121; docs/metric_reference.md).
 
     Per item ``R = exp(l_base - mean_j l_pert_j)`` with length-normalised NLLs ``l`` of the
     paraphrased answer (the answer on real_authors / world_facts) and of the J perturbed answers.

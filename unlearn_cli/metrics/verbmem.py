@@ -12,7 +12,7 @@ from unlearn_cli.registry import METRICS
 
 @METRICS.register("verbmem")
 class VerbMem(Metric):
-    """MUSE VerbMem (Shi et al., arXiv 2407.06460; methods.md 5.2): greedy continuation of at most
+    """MUSE VerbMem (Shi et al., arXiv 2407.06460; docs/metric_reference.md): greedy continuation of at most
     ``max_new_tokens`` (128) tokens from the raw passage prefix (no QA template), scored by ROUGE-L
     F1 (no stemming) against the first ``max_new_tokens`` tokens of the true continuation;
     ``100 * mean``. Lower is better on the forget set (``higher_is_better`` describes retain-like use).

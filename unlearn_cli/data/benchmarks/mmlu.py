@@ -1,4 +1,4 @@
-"""MMLU utility benchmark (Hendrycks et al. 2021); files described in benchmarks.md section 4."""
+"""MMLU utility benchmark (Hendrycks et al. 2021, arXiv 2009.03300); layout in docs/benchmark_reference.md."""
 
 from typing import List, Optional
 

@@ -1,4 +1,4 @@
-"""TOFU: forgetting fictitious authors (arXiv 2401.06121); files described in benchmarks.md section 1."""
+"""TOFU: forgetting fictitious authors (arXiv 2401.06121); layout in docs/benchmark_reference.md."""
 
 from typing import Dict, List, Literal, Optional
 

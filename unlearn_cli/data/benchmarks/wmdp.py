@@ -1,4 +1,4 @@
-"""WMDP hazardous-knowledge multiple choice (arXiv 2403.03218); benchmarks.md section 3.
+"""WMDP hazardous-knowledge multiple choice (arXiv 2403.03218); layout in docs/benchmark_reference.md.
 
 The local copy holds the v1 question files only (1520 bio, 2225 cyber); the Hub fallback
 ``cais/wmdp`` is the April-2024 release (1273 / 1987, re-ordered choices), so scores from the two
