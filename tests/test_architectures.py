@@ -39,7 +39,7 @@ def test_tiny_stand_in_builds_trains_generates_and_hooks(arch, cls, data):
                               batch["labels"])
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
     assert losses[-1] < losses[0]
     prompts = left_pad(enc.prompts[:4], tok.pad_token_id)
     out = model.generate(**prompts, max_new_tokens=4, do_sample=False, pad_token_id=tok.pad_token_id)

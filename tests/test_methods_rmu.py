@@ -140,3 +140,8 @@ def test_rr_reroutes_forget_states_and_uses_hidden_cache():
     assert last < 0.9 * first
     assert changed(h.model, before) == {"model.layers.1.mlp.down_proj.weight", "model.layers.2.mlp.down_proj.weight"}
     assert set(h.reference._hidden["forget"][1]) == set(batch["forget"]["index"].tolist())
+
+
+def test_rr_schedule_holds_past_its_length():
+    method = RepresentationRerouting(layers=[1], alpha=10.0, schedule_steps=4)
+    assert method.coefficients(4) == method.coefficients(9) == (5.0, 5.0)  # c_s never turns negative

@@ -19,7 +19,8 @@ class RepresentationRerouting(Method):
     ``L_ret = mean_l mean_t ||h_l(x_r)_t - h_l^0(x_r)_t||_2`` over the non-padding positions of the
     blocks in ``layers``; schedule ``c_s = a (1 - t/(2T))``, ``c_r = a t/(2T)`` with ``t`` the number
     of earlier calls to ``loss`` (so with ``grad_accum`` > 1 or multi-evaluation optimizers t counts
-    micro-batches/evaluations, not optimizer steps) and ``T = schedule_steps``. theta_0's forget
+    micro-batches/evaluations, not optimizer steps) and ``T = schedule_steps``; past ``t = T`` both stay
+    at ``a/2`` (the paper trains T steps; the formula would make ``c_s`` negative after 2T). theta_0's forget
     states are cached per example (the forget set is fixed). Defaults: a = 10, T = 150,
     layers [10, 20] (Llama-3-8B recipe). Deviation: no LoRA; ``trainable_layers``/``param_name``
     restrict training like ``rmu``, and ``trainable_layers: null`` (default) trains all weights.
@@ -78,8 +79,9 @@ class RepresentationRerouting(Method):
         self.calls = int(state["calls"])
 
     def coefficients(self, t: int):
-        """(c_s, c_r) at call ``t``."""
-        frac = t / (2.0 * self.schedule_steps)
+        """(c_s, c_r) at call ``t``; held at their values of ``t = T`` (both ``a/2``) past the schedule, where
+        the formula would turn the rerouting weight negative."""
+        frac = min(t, self.schedule_steps) / (2.0 * self.schedule_steps)
         return self.alpha * (1.0 - frac), self.alpha * frac
 
     def loss(self, model, batch, reference=None):
