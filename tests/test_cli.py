@@ -124,11 +124,12 @@ BAD = [
     (["method=nope"], "unknown method 'nope'", "known: adaptive_rmu, ceu, dpo, ga, graddiff"),
     (["method.betta=1"], "unknown hyperparameter 'method.betta'", "did you mean 'beta'?"),
     (["+method.betta=1"], "unknown hyperparameter 'method.betta'", "valid:"),
+    (["model.pth=/x", "model.oracle_pth=/y"], "unknown hyperparameter 'model.pth'", "valid: kind, architecture,"),
     (["method.beta=abc"], "method.beta='abc'", "expected float"),
     (["unlearn.steps=ten"], "unlearn.steps='ten'", "expected"),
     (["attack=[relearn,nope]"], "unknown attack 'nope'", "known:"),
     (["skip=[eval_foo]"], "unknown stage 'eval_foo'", "valid:"),
-    (["model.kind=pretrained", "+model.path=/nonexistent/model"], "model.path '/nonexistent/model' does not exist", ""),
+    (["model.kind=pretrained", "model.path=/nonexistent/model"], "model.path '/nonexistent/model' does not exist", ""),
 ]
 
 

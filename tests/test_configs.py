@@ -8,6 +8,7 @@ from hydra.core.global_hydra import GlobalHydra
 
 from unlearn_cli import components
 from unlearn_cli.cli import GROUPS, conf_dir
+from unlearn_cli.errors import UserError
 from unlearn_cli.registry import ALL
 
 CONF = conf_dir()
@@ -61,3 +62,14 @@ def test_every_registered_metric_is_documented():
     for kind, registry in ALL.items():
         for name, doc in registry.describe():
             assert doc, f"{kind} '{name}' has no docstring"
+
+
+def test_the_default_preset_takes_a_checkpoint_only_with_kind_pretrained():
+    built = components.build(_compose(["model.kind=pretrained", "model.path=/ckpt/target",
+                                       "model.oracle_path=/ckpt/retain90"])).components
+    assert (built.model.kind, built.model.path, built.model.oracle_path) == ("pretrained", "/ckpt/target",
+                                                                            "/ckpt/retain90")
+    with pytest.raises(UserError, match=r"^model.oracle_path is read only with model.kind=pretrained"):
+        components.build(_compose(["model.oracle_path=/ckpt/retain90"]))
+    with pytest.raises(UserError, match=r"^model.path=3: expected str or null for 'model'$"):
+        components.build(_compose(["model.path=3"]))

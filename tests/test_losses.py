@@ -99,10 +99,10 @@ class CachedReference:
 
 def test_ga_and_graddiff_losses():
     terms, _ = GradientAscent().loss(MODEL, {"forget": FORGET})
-    assert set(terms) == {"forget"} and float(terms["forget"]) == pytest.approx(-sum(SEQ) / 3, rel=1e-6)
+    assert set(terms) == {"forget"} and terms["forget"].item() == pytest.approx(-sum(SEQ) / 3, rel=1e-6)
     terms, _ = GradDiff(forget_weight=1.0, retain_weight=0.5).loss(MODEL, {"forget": FORGET, "retain": RETAIN})
-    assert float(terms["forget"]) == pytest.approx(-sum(SEQ) / 3, rel=1e-6)
-    assert float(terms["retain"]) == pytest.approx(0.5 * RETAIN_NLL, rel=1e-6)
+    assert terms["forget"].item() == pytest.approx(-sum(SEQ) / 3, rel=1e-6)
+    assert terms["retain"].item() == pytest.approx(0.5 * RETAIN_NLL, rel=1e-6)
     assert not GradDiff(retain_weight=0.0).needs_retain  # lambda = 0 is plain GA: no retain batch
 
 
@@ -111,10 +111,10 @@ def test_npo_method_uses_summed_nll_and_cached_reference():
     r = [SEQ[0] - 1.0, SEQ[1] - 0.5]
     forget = (2 / beta) * sum(math.log(1 + math.exp(-beta * x)) for x in r) / 2
     terms, _ = NPO(beta=beta, retain_weight=2.0).loss(MODEL, {"forget": FORGET, "retain": RETAIN}, CachedReference())
-    assert float(terms["forget"]) == pytest.approx(forget, rel=1e-6)
-    assert float(terms["retain"]) == pytest.approx(2.0 * RETAIN_NLL, rel=1e-6)
+    assert terms["forget"].item() == pytest.approx(forget, rel=1e-6)
+    assert terms["retain"].item() == pytest.approx(2.0 * RETAIN_NLL, rel=1e-6)
     terms, _ = NPO(beta=beta, retain_weight=0.0).loss(MODEL, {"forget": FORGET}, CachedReference())
-    assert set(terms) == {"forget"} and float(terms["forget"]) == pytest.approx(forget, rel=1e-6)
+    assert set(terms) == {"forget"} and terms["forget"].item() == pytest.approx(forget, rel=1e-6)
 
 
 def test_simnpo_method_is_length_normalised():
@@ -123,5 +123,5 @@ def test_simnpo_method_is_length_normalised():
     forget = (2 / beta) * sum(math.log(1 + math.exp(-beta * (x - gamma))) for x in means) / 2
     terms, _ = SimNPO(beta=beta, gamma=gamma, forget_weight=0.5, retain_weight=1.0).loss(
         MODEL, {"forget": FORGET, "retain": RETAIN})
-    assert float(terms["forget"]) == pytest.approx(0.5 * forget, rel=1e-6)
-    assert float(terms["retain"]) == pytest.approx(RETAIN_NLL, rel=1e-6)
+    assert terms["forget"].item() == pytest.approx(0.5 * forget, rel=1e-6)
+    assert terms["retain"].item() == pytest.approx(RETAIN_NLL, rel=1e-6)

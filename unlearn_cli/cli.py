@@ -89,8 +89,9 @@ def _explain_compose_error(err: Exception, overrides: List[str]) -> str:
         if "." not in key or (f"'{key}'" not in text and key.rsplit(".", 1)[1] not in text):
             continue
         parent, leaf = key.rsplit(".", 1)
-        try:  # compose without the offending override to list what the section does accept
-            section = OmegaConf.select(compose(config_name="config", overrides=[o for o in overrides if o != ov]), parent)
+        try:  # compose without the section's key overrides to list what the section does accept
+            rest = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~").startswith(f"{parent}.")]
+            section = OmegaConf.select(compose(config_name="config", overrides=rest), parent)
         except Exception:  # noqa: BLE001 - best effort, for the message only
             section = None
         valid = [str(k) for k in section.keys() if k != "name"] if isinstance(section, DictConfig) else []

@@ -205,6 +205,10 @@ def build(cfg: DictConfig, sweep_dir: Optional[str] = None) -> Plan:
     if model.kind == "tiny" and bool(cfg.prepare.get("finetune")):
         raise UserError("prepare.finetune fine-tunes a pretrained model.path; model.kind=tiny is trained from scratch "
                         "anyway (drop prepare.finetune or pick model=hf model.path=...)")
+    if model.kind == "tiny" and (model.path or model.oracle_path):
+        key = "model.path" if model.path else "model.oracle_path"
+        raise UserError(f"{key} is read only with model.kind=pretrained (model '{cfg.model.name}' builds a tiny model); "
+                        f"add model.kind=pretrained or pick model=hf")
     if model.kind == "pretrained" and not model.path:
         raise UserError(f"model '{cfg.model.name}' (kind pretrained) needs model.path=<local directory or Hugging "
                         f"Face id>")
