@@ -71,8 +71,8 @@ def test_ceu_skips_each_answers_first_token():
     labels = f["labels"].clone()
     for row in labels:  # by hand: the first supervised position of every row
         row[(row != -100).nonzero()[0]] = -100
-    assert float(terms["forget"]) == pytest.approx(float(unlikelihood_loss(logits, labels)), rel=1e-6)
-    assert float(terms["forget"]) != pytest.approx(float(unlikelihood_loss(logits, f["labels"])), rel=1e-6)
+    assert terms["forget"].item() == pytest.approx(float(unlikelihood_loss(logits, labels)), rel=1e-6)
+    assert terms["forget"].item() != pytest.approx(float(unlikelihood_loss(logits, f["labels"])), rel=1e-6)
 
 
 def test_undial_at_theta0_matches_distillation_to_adjusted_own_logits():
