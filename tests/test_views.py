@@ -148,5 +148,5 @@ def test_memorization_gradnorm_and_calibration_scores_against_hand_computation(t
         assert grad[i] == pytest.approx(float(torch.stack([g.norm() for g in grads]).mean()), rel=1e-4)
         with torch.no_grad():
             ref = torch.nn.functional.cross_entropy(calib(input_ids=ids).logits[0, start - 1:start - 1 + n], gold)
-        assert cal[i] == pytest.approx(float(nll) - float(ref), rel=1e-4, abs=1e-5)
+        assert cal[i] == pytest.approx(nll.item() - float(ref), rel=1e-4, abs=1e-5)
     assert all(p.grad is None for p in model.parameters())  # the attack leaves .grad alone
