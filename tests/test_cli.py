@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 import torch
@@ -125,6 +124,12 @@ BAD = [
     (["method.betta=1"], "unknown hyperparameter 'method.betta'", "did you mean 'beta'?"),
     (["+method.betta=1"], "unknown hyperparameter 'method.betta'", "valid:"),
     (["model.pth=/x", "model.oracle_pth=/y"], "unknown hyperparameter 'model.pth'", "valid: kind, architecture,"),
+    (["unlearn.batch_size=0"], "unlearn.batch_size=0: must be >= 1", "for 'unlearn'"),
+    (["unlearn.lr=nan"], "unlearn.lr=nan: must be a finite number > 0", ""),
+    (["unlearn.steps=-5"], "unlearn.steps=-5: must be >= 1", ""),
+    (["method.beta=[1"], "cannot parse override 'method.beta=[1'", "grammar: key=value"),
+    (["eval.decode.top_p=0.9"], "'eval.decode.top_p' is a setting of 'eval.decode' that its config does not list",
+     "'+eval.decode.top_p=0.9'"),
     (["method.beta=abc"], "method.beta='abc'", "expected float"),
     (["unlearn.steps=ten"], "unlearn.steps='ten'", "expected"),
     (["attack=[relearn,nope]"], "unknown attack 'nope'", "known:"),

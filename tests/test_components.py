@@ -52,9 +52,9 @@ def test_a_metric_instance_takes_its_name_from_the_id_unless_given():
     (["+attack.unlearned={name: relearn}"], "attack id 'unlearned' is a stage name of its own"),
     (["+attack.relearn_2={name: relearnn}"], "unknown attack 'relearnn'"),
     (["+eval.metrics.x={name: qa_ac}"], "unknown metric 'qa_ac'"),
-    (["checkpoint_every=abc"], "checkpoint_every='abc': expected int for the run settings"),
+    (["checkpoint_every=abc"], "checkpoint_every='abc': expected int >= 0 for the run settings"),
     (["threads=two"], "threads='two': expected"),
-    (["plugin=[salun]", "plugin.salun.sparsity=0"], "plugin.salun.sparsity must be in (0, 1]"),
+    (["plugin=[salun]", "plugin.salun.sparsity=0"], "plugin.salun.sparsity=0: must be in (0, 1]"),
     (["plugin=[salun]", "distributed=zero2"], "plugin 'salun' cannot run under DeepSpeed"),
 ])
 def test_bad_sections_fail_with_one_line_naming_the_key(overrides, message):

@@ -1,6 +1,5 @@
 """Every YAML of every config group composes and binds to its constructor's signature."""
 
-from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir

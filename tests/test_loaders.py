@@ -8,7 +8,6 @@ import types
 from pathlib import Path
 
 import pytest
-from omegaconf import OmegaConf
 
 from unlearn_cli.binding import bind
 from unlearn_cli.data import loaders
@@ -82,8 +81,8 @@ def test_tofu_subsampling(data_root):
     assert {it.entity for it in data.train["forget"]} == {"author190", "author191"}
     with pytest.raises(UserError, match="num_forget_authors=3 exceeds the 2 authors of forget01"):
         Tofu(split="forget01", num_forget_authors=3).load()
-    with pytest.raises(UserError, match="max_items must be >= 1"):
-        Tofu(max_items=0)
+    with pytest.raises(UserError, match=r"^benchmark.max_items=0: must be >= 1 for benchmark 'tofu'$"):
+        bind(Tofu, {"name": "tofu", "max_items": 0}, "benchmark")
 
 
 def _tofu_forget01(root: Path, forget_rows, perturbed_rows=None) -> None:

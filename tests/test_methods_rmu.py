@@ -4,12 +4,14 @@ import pytest
 import torch
 
 from _method_fixtures import Harness, changed, snapshot, tiny_model
+from unlearn_cli.components import make
 from unlearn_cli.models import layers as hooks
 from unlearn_cli.errors import UserError
 from unlearn_cli.losses import masked_mse
 from unlearn_cli.methods.adaptive_rmu import AdaptiveRMU
 from unlearn_cli.methods.rmu import RMU
 from unlearn_cli.methods.rr import RepresentationRerouting
+from unlearn_cli.registry import METHODS
 
 
 def test_decoder_layers_and_capture_match_hidden_states():
@@ -50,8 +52,8 @@ def test_bad_trainable_layer_and_param_name():
         RMU(layer=1, trainable_layers=[0, 5]).setup(tiny_model(), None)
     with pytest.raises(UserError, match="param_name='mlp.nope'"):
         RMU(layer=1, trainable_layers=[1], param_name="mlp.nope").setup(tiny_model(), None)
-    with pytest.raises(UserError, match="method.layer must be >= 0"):
-        RMU(layer=-1)
+    with pytest.raises(UserError, match=r"^method.layer=-1: must be >= 0 for method 'rmu'$"):
+        make(METHODS, {"name": "rmu", "layer": -1}, "method")
     with pytest.raises(UserError, match=r"method.layers=9 .*0..2"):
         RepresentationRerouting(layers=[1, 9]).setup(tiny_model(), None)
 

@@ -1,18 +1,22 @@
 """Bind a YAML section to a constructor's signature: the keyword names are the schema.
 
-Unknown keys, missing required keys and wrong types become one-line ``UserError``s that name the
-config path and list what would be valid.
+Unknown keys, missing required keys, wrong types and values outside a setting's declared range
+(``unlearn_cli.bounds``) become one-line ``UserError``s that name the config path, the value and
+what would be valid.
 """
 
 from __future__ import annotations
 
+import collections.abc
 import dataclasses
 import inspect
+import math
 import typing
-from typing import Any, Dict, Iterable, Mapping
+from typing import Any, Dict, Iterable, Mapping, Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
+from unlearn_cli.bounds import strip
 from unlearn_cli.errors import UserError, suggest
 
 RESERVED = ("name", "description")
@@ -26,6 +30,7 @@ def to_plain(section: Any) -> Any:
 
 
 def _type_ok(value: Any, annotation: Any) -> bool:
+    annotation, _ = strip(annotation)
     if annotation is inspect.Parameter.empty or annotation is Any:
         return True
     origin = typing.get_origin(annotation)
@@ -41,14 +46,54 @@ def _type_ok(value: Any, annotation: Any) -> bool:
         return isinstance(value, int) and not isinstance(value, bool)
     if annotation in (bool, str):
         return isinstance(value, annotation)
-    if annotation in (list, tuple) or origin in (list, tuple, typing.Sequence):
+    if annotation in (list, tuple) or origin in (list, tuple, typing.Sequence, collections.abc.Sequence):
         return isinstance(value, (list, tuple))
-    if annotation is dict or origin in (dict, typing.Mapping):
+    if annotation is dict or origin in (dict, typing.Mapping, collections.abc.Mapping):
         return isinstance(value, dict)
     return True
 
 
+def problem(value: Any, annotation: Any) -> Optional[str]:
+    """Why ``value`` does not fit ``annotation`` -- its type, its declared ``Range`` (``unlearn_cli.bounds``),
+    finiteness, or the same of a list's items / a mapping's values -- or None when it fits."""
+    base, bound = strip(annotation)
+    if base is inspect.Parameter.empty or base is Any:
+        return None
+    origin = typing.get_origin(base)
+    if origin is typing.Union or str(origin) == "types.UnionType":
+        members = typing.get_args(base)
+        found = [problem(value, a) for a in members]
+        if any(p is None for p in found):
+            return None
+        typed = [p for a, p in zip(members, found) if _type_ok(value, a)]
+        return typed[0] if typed else f"expected {_describe(base)}"
+    if not _type_ok(value, base):
+        return f"expected {_describe(annotation)}"
+    if base in (int, float):
+        if isinstance(value, float) and not math.isfinite(value) and (bound is None or bound.finite):
+            return "must be a finite number" + ("" if bound is None or str(bound) == "finite" else f" {bound}")
+        return None if bound is None or bound.holds(value) else f"must be {bound}"
+    args = typing.get_args(base)
+    if isinstance(value, (list, tuple)) and args:
+        fixed = origin is tuple and Ellipsis not in args
+        if fixed and len(value) != len(args):
+            return f"expected {len(args)} values, got {len(value)}"
+        for i, item in enumerate(value):
+            found = problem(item, args[i] if fixed else args[0])
+            if found:
+                return f"item {i} ({item!r}) {found}"
+    if isinstance(value, dict) and len(args) == 2:
+        for key, item in value.items():
+            found = problem(item, args[1])
+            if found:
+                return f"entry '{key}' ({item!r}) {found}"
+    return None
+
+
 def _describe(annotation: Any) -> str:
+    annotation, bound = strip(annotation)
+    if bound is not None:
+        return f"{_describe(annotation)} {bound}"
     if typing.get_origin(annotation) is typing.Literal:
         return "one of " + ", ".join(repr(a) for a in typing.get_args(annotation))
     if typing.get_origin(annotation) is typing.Union:  # Optional[str] -> "str or null"
@@ -60,7 +105,7 @@ def _describe(annotation: Any) -> str:
 def signature_params(target: Any) -> Dict[str, inspect.Parameter]:
     """Keyword parameters of a class constructor or dataclass (excluding self/*args/**kwargs)."""
     if dataclasses.is_dataclass(target):
-        hints = typing.get_type_hints(target)
+        hints = typing.get_type_hints(target, include_extras=True)
         out = {}
         for f in dataclasses.fields(target):
             has_default = f.default is not dataclasses.MISSING or f.default_factory is not dataclasses.MISSING
@@ -71,7 +116,7 @@ def signature_params(target: Any) -> Dict[str, inspect.Parameter]:
         return out
     fn = target.__init__ if inspect.isclass(target) else target
     sig = inspect.signature(fn)
-    hints = typing.get_type_hints(fn)
+    hints = typing.get_type_hints(fn, include_extras=True)
     return {
         n: p.replace(annotation=hints.get(n, p.annotation))
         for n, p in sig.parameters.items()
@@ -97,9 +142,9 @@ def bind(target: Any, section: Mapping | None, path: str, runtime: Iterable[str]
             raise UserError(
                 f"unknown hyperparameter '{where}' for {label};{suggest(key, valid)} "
                 f"valid: {', '.join(valid) or '(none)'}")
-        ann = params[key].annotation
-        if not _type_ok(value, ann):
-            raise UserError(f"{where}={value!r}: expected {_describe(ann)} for {label}")
+        found = problem(value, params[key].annotation)
+        if found:
+            raise UserError(f"{where}={value!r}: {found} for {label}")
     for name, p in params.items():
         if name not in runtime and name not in kwargs and p.default is inspect.Parameter.empty:
             raise UserError(f"missing required hyperparameter '{f'{path}.{name}' if path else name}' for {label}")

@@ -40,10 +40,32 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 # -- validation ---------------------------------------------------------------------------------
-def _check_group_choices(overrides: List[str]) -> None:
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+GRAMMAR_HINT = ("key=value, lists as [a,b], sweeps as a,b, quotes around values with special characters; "
+                "https://hydra.cc/docs/advanced/override_grammar/basic")
 
-    for ov in OverridesParser.create().parse_overrides(overrides):
+
+def parse_overrides(overrides: List[str]) -> list:
+    """Hydra's parsed overrides; a grammar slip is one line naming the override, what the parser expected and
+    the grammar's short form (instead of Hydra's multi-line parser dump)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+    from hydra.errors import OverrideParseException
+
+    parser, parsed = OverridesParser.create(), []
+    for ov in overrides:
+        try:
+            parsed.extend(parser.parse_overrides([ov]))
+        except OverrideParseException as err:
+            detail = " ".join(line for line in str(err).splitlines()
+                              if not line.startswith(("Error parsing override", "See https")))
+            detail = detail.split(" expecting {")[0]  # the token list Hydra adds is no help
+            raise UserError(f"cannot parse override '{ov}': {detail} (grammar: {GRAMMAR_HINT})") from None
+        if not parsed[-1].key_or_group:
+            raise UserError(f"override '{ov}' has no key before '=' (grammar: {GRAMMAR_HINT})")
+    return parsed
+
+
+def _check_group_choices(overrides: List[str]) -> None:
+    for ov in parse_overrides(overrides):
         group = ov.key_or_group
         if group not in GROUPS or ov.is_delete():
             continue
@@ -79,9 +101,13 @@ def _compose_one(overrides: List[str]):
 
 
 def _explain_compose_error(err: Exception, overrides: List[str]) -> str:
-    """One line for a Hydra composition error; an unknown ``group.key`` lists the section's keys."""
+    """One line for a Hydra composition error; an unknown ``group.key`` lists the section's keys (and says when
+    the key is a setting the preset leaves out, which needs a leading ``+``)."""
     from hydra import compose
     from omegaconf import DictConfig, OmegaConf
+
+    from unlearn_cli.binding import signature_params
+    from unlearn_cli.components import section_schema
 
     text = f"{err} {getattr(err, '__cause__', '') or ''}"
     for ov in overrides:
@@ -91,11 +117,17 @@ def _explain_compose_error(err: Exception, overrides: List[str]) -> str:
         parent, leaf = key.rsplit(".", 1)
         try:  # compose without the section's key overrides to list what the section does accept
             rest = [o for o in overrides if not o.split("=", 1)[0].lstrip("+~").startswith(f"{parent}.")]
-            section = OmegaConf.select(compose(config_name="config", overrides=rest), parent)
+            cfg = compose(config_name="config", overrides=rest)
+            section, schema = OmegaConf.select(cfg, parent), section_schema(cfg, parent)
         except Exception:  # noqa: BLE001 - best effort, for the message only
-            section = None
-        valid = [str(k) for k in section.keys() if k != "name"] if isinstance(section, DictConfig) else []
+            section, schema = None, None
+        listed = [str(k) for k in section.keys() if k != "name"] if isinstance(section, DictConfig) else []
+        settable = [k for k in signature_params(schema) if k not in listed] if schema is not None else []
         what = f"{parent} '{section.name}'" if isinstance(section, DictConfig) and "name" in section else f"'{parent}'"
+        if leaf in settable:
+            return (f"'{key}' is a setting of {what} that its config does not list: add it with a leading '+' "
+                    f"('+{ov.lstrip('+~')}')")
+        valid = listed + settable
         return f"unknown hyperparameter '{key}' for {what};{suggest(leaf, valid)} valid: {', '.join(valid)}"
     return " ".join(str(err).split())
 

@@ -21,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from unlearn_cli import resolvers, rundir  # noqa: F401 - resolvers: registers ${pick:...} before any config resolves
 from unlearn_cli.binding import bind, signature_params, to_plain
+from unlearn_cli.bounds import NonNegativeInt, PositiveInt
 from unlearn_cli.errors import UserError, suggest
 from unlearn_cli.eval import stored
 from unlearn_cli.eval.decode import DecodeSettings
@@ -70,7 +71,7 @@ class Components:
 class RunOptions:
     """The top-level keys of ``conf/config.yaml`` (types checked like any section)."""
 
-    seed: int = 0
+    seed: NonNegativeInt = 0
     output_root: str = "outputs"
     output_dir: Optional[str] = None
     overwrite: bool = False
@@ -78,11 +79,29 @@ class RunOptions:
     cache_dir: str = "~/.cache/unlearn_cli"
     cache_reference: bool = True
     progress: bool = True
-    threads: Optional[int] = None
+    threads: Optional[PositiveInt] = None
     sweep_name: str = "sweep"
-    checkpoint_every: int = 0
+    checkpoint_every: NonNegativeInt = 0
     skip: List[str] = ()
     oracle_results: Optional[str] = None
+
+
+@dataclass
+class PrepareOptions:
+    """The ``prepare`` section's own keys (its optimizers and loops bind to their own types)."""
+
+    seed: NonNegativeInt = 0
+    finetune: bool = False
+    optimizer: Optional[dict] = None
+    train: Optional[dict] = None
+    finetune_optimizer: Optional[dict] = None
+    finetune_train: Optional[dict] = None
+
+
+# sections that are settings rather than components: config path ("" = the top-level keys) -> dataclass
+SETTINGS = {"": RunOptions, "model": ModelSpec, "distributed": DistributedSpec, "unlearn": TrainSettings,
+            "prepare": PrepareOptions, "prepare.train": TrainSettings, "prepare.finetune_train": TrainSettings,
+            "eval.decode": DecodeSettings}
 
 
 @dataclass(frozen=True)
@@ -162,19 +181,48 @@ def instances(registry: Registry, sections, path: str) -> Dict[str, Any]:
     return out
 
 
-def _dataclass(cls, section, path: str, label: str = ""):
-    return cls(**bind(cls, section, path, label=label or f"'{path}'"))
+# sections that are one component of a registry (chosen by the section's ``name``) and mappings of instances
+COMPONENT_SECTIONS = {"method": METHODS, "optimizer": OPTIMIZERS, "benchmark": BENCHMARKS, "logger": LOGGERS,
+                      "prepare.optimizer": OPTIMIZERS, "prepare.finetune_optimizer": OPTIMIZERS}
+INSTANCE_SECTIONS = {"attack": ATTACKS, "eval.metrics": METRICS, "plugin": PLUGINS}
 
 
-def _options(cfg: DictConfig) -> RunOptions:
-    known = {f.name for f in fields(RunOptions)}
-    return _dataclass(RunOptions, {k: v for k, v in (to_plain(cfg) or {}).items() if k in known}, "",
-                      label="the run settings")
+def section_schema(cfg: DictConfig, path: str) -> Optional[type]:
+    """The class (settings dataclass or component) that the section at ``path`` binds to, or None when ``path``
+    is no bound section or names an unknown component."""
+    if path in SETTINGS:
+        return SETTINGS[path]
+    section = OmegaConf.select(cfg, path) if path else None
+    name = section.get("name") if isinstance(section, DictConfig) else None
+    parent, _, key = path.rpartition(".")
+    registry = COMPONENT_SECTIONS.get(path)
+    if registry is None and parent in INSTANCE_SECTIONS:
+        registry, name = INSTANCE_SECTIONS[parent], name or key
+    if registry is None and parent:  # a nested component (an attack's optimizer)
+        owner = section_schema(cfg, parent)
+        param = signature_params(owner).get(key) if owner is not None else None
+        registry = _nested_registry(param.annotation) if param is not None else None
+    if registry is None or name is None or str(name) not in registry.names():
+        return None
+    return registry.get(str(name))
+
+
+def settings_section(cfg: DictConfig, path: str):
+    """The settings dataclass ``SETTINGS[path]`` bound to that section of ``cfg`` (a preset's ``name`` aside; the
+    top level keeps the run options, its other keys being sections)."""
+    cls = SETTINGS[path]
+    section = to_plain(OmegaConf.select(cfg, path) if path else cfg) or {}
+    if path:
+        section = {k: v for k, v in section.items() if k != "name"}
+    else:
+        known = {f.name for f in fields(RunOptions)}
+        section = {k: v for k, v in section.items() if k in known}
+    return cls(**bind(cls, section, path, label=f"'{path}'" if path else "the run settings"))
 
 
 def build(cfg: DictConfig, sweep_dir: Optional[str] = None) -> Plan:
     """Validate and build every component named by ``cfg`` and the run's settings."""
-    opts = _options(cfg)
+    opts = settings_section(cfg, "")
     for stage in opts.skip:
         if stage not in STAGES:
             raise UserError(f"skip: unknown stage '{stage}';{suggest(stage, STAGES)} valid: {', '.join(STAGES)}")
@@ -187,8 +235,7 @@ def build(cfg: DictConfig, sweep_dir: Optional[str] = None) -> Plan:
         raise UserError("eval.metrics is empty; name at least one metric (known: " + ", ".join(METRICS.names()) + ")")
     metrics = instances(METRICS, cfg.eval.get("metrics"), "eval.metrics")
     plugins = instances(PLUGINS, cfg.get("plugin"), "plugin")
-    dist = _dataclass(DistributedSpec, {k: v for k, v in (to_plain(cfg.distributed) or {}).items() if k != "name"},
-                      "distributed")
+    dist = settings_section(cfg, "distributed")
     optimizer = make(OPTIMIZERS, cfg.optimizer, "optimizer")
     if dist.kind == "deepspeed" and not optimizer.first_order:
         raise UserError(f"optimizer '{cfg.optimizer.name}' re-evaluates the loss (step(closure)) and cannot run "
@@ -200,9 +247,9 @@ def build(cfg: DictConfig, sweep_dir: Optional[str] = None) -> Plan:
         if dist.kind == "deepspeed" and not plugin.supports_deepspeed:
             raise UserError(f"plugin '{key}' cannot run under DeepSpeed ZeRO (weights are sharded); "
                             f"use distributed=ddp or distributed=none")
-    prep = cfg.prepare
-    model = _dataclass(ModelSpec, {k: v for k, v in (to_plain(cfg.model) or {}).items() if k != "name"}, "model")
-    if model.kind == "tiny" and bool(cfg.prepare.get("finetune")):
+    prep = settings_section(cfg, "prepare")
+    model = settings_section(cfg, "model")
+    if model.kind == "tiny" and prep.finetune:
         raise UserError("prepare.finetune fine-tunes a pretrained model.path; model.kind=tiny is trained from scratch "
                         "anyway (drop prepare.finetune or pick model=hf model.path=...)")
     if model.kind == "tiny" and (model.path or model.oracle_path):
@@ -220,13 +267,14 @@ def build(cfg: DictConfig, sweep_dir: Optional[str] = None) -> Plan:
         attacks=attacks,
         metrics=metrics,
         plugins=plugins,
-        decode=_dataclass(DecodeSettings, cfg.eval.get("decode"), "eval.decode"),
-        unlearn=_dataclass(TrainSettings, cfg.unlearn, "unlearn"),
-        prepare=PrepareSpec(seed=int(prep.seed), optimizer=make(OPTIMIZERS, prep.optimizer, "prepare.optimizer"),
-                            train=_dataclass(TrainSettings, prep.train, "prepare.train"),
-                            recipe=OmegaConf.to_container(prep, resolve=True), finetune=bool(prep.finetune),
-                            finetune_train=_dataclass(TrainSettings, prep.finetune_train, "prepare.finetune_train"),
-                            finetune_optimizer=make(OPTIMIZERS, prep.finetune_optimizer, "prepare.finetune_optimizer")),
+        decode=settings_section(cfg, "eval.decode"),
+        unlearn=settings_section(cfg, "unlearn"),
+        prepare=PrepareSpec(seed=prep.seed, optimizer=make(OPTIMIZERS, cfg.prepare.optimizer, "prepare.optimizer"),
+                            train=settings_section(cfg, "prepare.train"),
+                            recipe=OmegaConf.to_container(cfg.prepare, resolve=True), finetune=prep.finetune,
+                            finetune_train=settings_section(cfg, "prepare.finetune_train"),
+                            finetune_optimizer=make(OPTIMIZERS, cfg.prepare.finetune_optimizer,
+                                                    "prepare.finetune_optimizer")),
         logger=make(LOGGERS, cfg.logger, "logger"),
         distributed=dist,
     )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Literal, Optional
 
 import torch
 
+from unlearn_cli.bounds import Fraction, NonNegativeInt, PositiveFloat, PositiveInt
 from unlearn_cli.contracts import Attack, OptimizerSpec
 from unlearn_cli.errors import UserError
 from unlearn_cli.optimizers.adamw import AdamW
@@ -27,12 +28,10 @@ class Relearn(Attack):
     Give several budgets as several instances: ``attack.relearn_50: {name: relearn, steps: 50}``.
     """
 
-    def __init__(self, fraction: float = 0.5, num_samples: Optional[int] = None, steps: int = 10,
-                 lr: float = 3e-4, batch_size: int = 16, mix_retain: bool = False, precision: str = "bf16",
-                 max_grad_norm: Optional[float] = 1.0, seed_offset: int = 1000,
+    def __init__(self, fraction: Fraction = 0.5, num_samples: Optional[PositiveInt] = None, steps: PositiveInt = 10,
+                 lr: PositiveFloat = 3e-4, batch_size: PositiveInt = 16, mix_retain: bool = False, precision: Literal["fp32", "bf16", "bf16_pure"] = "bf16",
+                 max_grad_norm: Optional[PositiveFloat] = 1.0, seed_offset: NonNegativeInt = 1000,
                  optimizer: Optional[OptimizerSpec] = None):
-        if not 0 < fraction <= 1:
-            raise UserError(f"attack relearn: fraction must be in (0, 1], got {fraction}")
         self.fraction, self.num_samples, self.mix_retain = fraction, num_samples, mix_retain
         self.seed_offset = seed_offset
         self.optimizer = optimizer if optimizer is not None else AdamW(betas=(0.9, 0.98))

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, List, Literal, Optional
+from typing import Annotated, Dict, List, Literal, Optional
 
+from unlearn_cli.bounds import Range
 from unlearn_cli.errors import UserError
 
 
@@ -41,6 +42,9 @@ class MCQItem:
     subject: Optional[str] = None
 
 
+WindowLength = Annotated[int, Range(2)]  # one <bos> and at least one token
+
+
 @dataclass(frozen=True)
 class TextWindows:
     """How raw training text (empty-question items: articles, corpus documents) becomes training rows.
@@ -51,14 +55,8 @@ class TextWindows:
     (the WMDP RMU / NPO code's truncation). Every token of a row is supervised.
     """
 
-    max_length: int = 2048
+    max_length: WindowLength = 2048
     mode: Literal["concat", "per_document"] = "concat"
-
-    def __post_init__(self):
-        if self.mode not in ("concat", "per_document"):
-            raise UserError(f"benchmark.windows must be concat or per_document, got {self.mode!r}")
-        if self.max_length < 2:
-            raise UserError(f"benchmark.max_length must be >= 2 (one <bos> and a token), got {self.max_length}")
 
     def capped(self, context: Optional[int]) -> "TextWindows":
         """The same windows, no longer than a model context of ``context`` positions."""

@@ -221,12 +221,6 @@ def head(items: Sequence, limit: Optional[int]) -> list:
     return list(items) if limit is None else list(items[:limit])
 
 
-def check_positive(name: str, value: Optional[int]) -> None:
-    """UserError unless ``value`` is None or >= 1."""
-    if value is not None and value < 1:
-        raise UserError(f"benchmark.{name} must be >= 1 (or null for all), got {value}")
-
-
 def read_corpus(path: str, option: str, min_len: int) -> List[str]:
     """A local text corpus (WMDP style): one document per line, either raw text or a JSON object
     whose ``text`` field is used; lines of ``min_len`` characters or fewer are dropped."""

@@ -18,6 +18,7 @@ from unlearn_cli import progress
 from unlearn_cli.data.encoding import left_pad
 from unlearn_cli.errors import UserError
 from unlearn_cli.models.build import context_length
+from unlearn_cli.bounds import Fraction, NonNegativeInt, PositiveFloat, PositiveInt
 
 log = logging.getLogger("unlearn_cli")
 
@@ -31,29 +32,13 @@ class DecodeSettings:
     ``batch_size`` counts sequences per forward/generate call (prompts x samples).
     ``max_text_tokens`` truncates raw texts scored for membership inference."""
 
-    max_new_tokens: int = 24
-    batch_size: int = 256
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    seed: int = 0
-    max_text_tokens: int = 512
-
-    def __post_init__(self):
-        for key in ("max_new_tokens", "batch_size", "max_text_tokens"):
-            if int(getattr(self, key)) < 1:
-                raise UserError(f"eval.decode.{key} must be >= 1, got {getattr(self, key)}")
-        check_sampling(self.temperature, self.top_p, self.top_k, "eval.decode")
-
-
-def check_sampling(temperature: float, top_p: float, top_k: int, where: str) -> None:
-    """One-line errors for an invalid sampling policy."""
-    if not temperature > 0:
-        raise UserError(f"{where}.temperature must be > 0, got {temperature}")
-    if not 0 < top_p <= 1:
-        raise UserError(f"{where}.top_p must be in (0, 1], got {top_p}")
-    if top_k < 0:
-        raise UserError(f"{where}.top_k must be >= 0 (0 = off), got {top_k}")
+    max_new_tokens: PositiveInt = 24
+    batch_size: PositiveInt = 256
+    temperature: PositiveFloat = 1.0
+    top_p: Fraction = 1.0
+    top_k: NonNegativeInt = 0
+    seed: NonNegativeInt = 0
+    max_text_tokens: PositiveInt = 512
 
 
 @dataclass(frozen=True)

@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 from typing import List, Literal, Optional
 
+from unlearn_cli.bounds import PositiveFloat
 from unlearn_cli.contracts import Logger
 from unlearn_cli.files import redact_overrides
 from unlearn_cli.loggers.jsonl import JsonlLogger
@@ -50,7 +51,7 @@ class WandbLogger(Logger):
 
     def __init__(self, project: str = "unlearn_cli", entity: Optional[str] = None,
                  mode: Literal["auto", "offline", "online", "disabled"] = "auto",
-                 group: Optional[str] = None, tags: List[str] = (), init_timeout: float = 20.0):
+                 group: Optional[str] = None, tags: List[str] = (), init_timeout: PositiveFloat = 20.0):
         self.project, self.entity, self.mode, self.group = project, entity, mode, group
         self.tags, self.init_timeout = list(tags), init_timeout
         self.files = JsonlLogger()

@@ -15,8 +15,6 @@ class SteeringSite:
     """Layer ``layer`` is steered; ``trainable_layers`` (default layer-2..layer) ``param_name`` train."""
 
     def __init__(self, layer: int, trainable_layers: Optional[List[int]], param_name: str):
-        if layer < 0:
-            raise UserError(f"method.layer must be >= 0, got {layer}")
         if trainable_layers is not None and len(trainable_layers) == 0:
             raise UserError("method.trainable_layers must name at least one layer (or be null for the default)")
         self.layer = layer

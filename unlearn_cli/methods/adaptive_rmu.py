@@ -4,8 +4,8 @@ from typing import Dict, List, Optional
 
 import torch
 
+from unlearn_cli.bounds import NonNegativeFloat, NonNegativeInt, PositiveFloat
 from unlearn_cli.contracts import Method
-from unlearn_cli.errors import UserError
 from unlearn_cli.losses import mean_position_norm
 from unlearn_cli.methods._steering import SteeringSite, steering_terms
 from unlearn_cli.registry import METHODS
@@ -28,13 +28,9 @@ class AdaptiveRMU(Method):
     needs_hooks = True
     reference_splits = ()
 
-    def __init__(self, layer: int = 7, trainable_layers: Optional[List[int]] = None,
-                 param_name: str = "mlp.down_proj.weight", beta_a: float = 5.0, alpha: float = 1200.0,
+    def __init__(self, layer: NonNegativeInt = 7, trainable_layers: Optional[List[NonNegativeInt]] = None,
+                 param_name: str = "mlp.down_proj.weight", beta_a: PositiveFloat = 5.0, alpha: NonNegativeFloat = 1200.0,
                  mask_padding: bool = False):
-        if beta_a <= 0:
-            raise UserError(f"method.beta_a must be > 0, got {beta_a}")
-        if alpha < 0:
-            raise UserError(f"method.alpha must be >= 0, got {alpha}")
         self.site = SteeringSite(layer, trainable_layers, param_name)
         self.layer, self.trainable_layers = self.site.layer, self.site.trainable_layers
         self.beta_a = beta_a

@@ -1,7 +1,7 @@
 """Cross-entropy unlearning: push probability mass off every gold forget token."""
 
+from unlearn_cli.bounds import NonNegativeFloat, NonNegativeInt, PositiveFloat
 from unlearn_cli.contracts import Method
-from unlearn_cli.errors import UserError
 from unlearn_cli.losses import drop_first_answer_tokens, unlikelihood_loss
 from unlearn_cli.methods._retain import RetainLoss, RetainTerm
 from unlearn_cli.models.forward import answer_forward
@@ -22,10 +22,8 @@ class CEU(Method):
     forget term only (``retain_weight`` 0), w_f 1, skip 1.
     """
 
-    def __init__(self, forget_weight: float = 1.0, retain_weight: float = 0.0, retain_loss: RetainLoss = "nll",
-                 skip_first_tokens: int = 1):
-        if skip_first_tokens < 0:
-            raise UserError(f"method.skip_first_tokens must be >= 0, got {skip_first_tokens}")
+    def __init__(self, forget_weight: PositiveFloat = 1.0, retain_weight: NonNegativeFloat = 0.0, retain_loss: RetainLoss = "nll",
+                 skip_first_tokens: NonNegativeInt = 1):
         self.skip_first_tokens = skip_first_tokens
         self.forget_weight = forget_weight
         self.retain = RetainTerm(retain_weight, retain_loss)

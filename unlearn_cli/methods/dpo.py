@@ -1,5 +1,6 @@
 """DPO with a plausible wrong answer preferred over the true forget answer."""
 
+from unlearn_cli.bounds import NonNegativeFloat, PositiveFloat
 from unlearn_cli.contracts import Method
 from unlearn_cli.errors import UserError
 from unlearn_cli.methods._preference import dpo_forget_loss
@@ -21,10 +22,8 @@ class DPO(Method):
     needs_reference = True  # theta_0's forget NLLs, whatever the retain term
     reference_splits = ("forget", "forget_alt")
 
-    def __init__(self, beta: float = 0.1, forget_weight: float = 1.0, retain_weight: float = 1.0,
+    def __init__(self, beta: PositiveFloat = 0.1, forget_weight: PositiveFloat = 1.0, retain_weight: NonNegativeFloat = 1.0,
                  retain_loss: RetainLoss = "nll"):
-        if beta <= 0:
-            raise UserError(f"method.beta must be > 0, got {beta}")
         self.beta = beta
         self.forget_weight = forget_weight
         self.retain = RetainTerm(retain_weight, retain_loss)

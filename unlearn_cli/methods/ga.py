@@ -1,5 +1,6 @@
 """Gradient ascent on the forget set."""
 
+from unlearn_cli.bounds import PositiveFloat
 from unlearn_cli.contracts import Method
 from unlearn_cli.models.forward import answer_forward
 from unlearn_cli.registry import METHODS
@@ -13,7 +14,7 @@ class GradientAscent(Method):
     so utility collapses quickly; used as a baseline and as SalUn's saliency loss.
     """
 
-    def __init__(self, forget_weight: float = 1.0):
+    def __init__(self, forget_weight: PositiveFloat = 1.0):
         self.forget_weight = forget_weight
 
     def loss(self, model, batch, reference=None):

@@ -1,5 +1,6 @@
 """Gradient difference: ascent on forget, descent (NLL or KL) on retain."""
 
+from unlearn_cli.bounds import NonNegativeFloat, PositiveFloat
 from unlearn_cli.contracts import Method
 from unlearn_cli.methods._retain import RetainLoss, RetainTerm
 from unlearn_cli.models.forward import answer_forward
@@ -16,7 +17,7 @@ class GradDiff(Method):
     ``retain_weight: 0`` is plain GA (no retain batch is drawn).
     """
 
-    def __init__(self, forget_weight: float = 1.0, retain_weight: float = 1.0, retain_loss: RetainLoss = "nll"):
+    def __init__(self, forget_weight: PositiveFloat = 1.0, retain_weight: NonNegativeFloat = 1.0, retain_loss: RetainLoss = "nll"):
         self.forget_weight = forget_weight
         self.retain = RetainTerm(retain_weight, retain_loss)
         self.needs_retain = self.retain.active

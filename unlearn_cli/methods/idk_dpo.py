@@ -1,8 +1,8 @@
 """DPO with a refusal as the preferred answer and the true forget answer as the rejected one."""
 
+from unlearn_cli.bounds import NonNegativeFloat, NonNegativeInt, PositiveFloat
 from unlearn_cli.contracts import Method
 from unlearn_cli.data.refusals import refusal_answers
-from unlearn_cli.errors import UserError
 from unlearn_cli.methods._preference import dpo_forget_loss
 from unlearn_cli.methods._retain import RetainLoss, RetainTerm
 from unlearn_cli.registry import METHODS
@@ -21,10 +21,8 @@ class IdkDPO(Method):
     needs_reference = True  # theta_0's forget NLLs, whatever the retain term
     reference_splits = ("forget", "forget_idk")
 
-    def __init__(self, beta: float = 0.1, forget_weight: float = 1.0, retain_weight: float = 1.0,
-                 retain_loss: RetainLoss = "nll", refusal_seed: int = 0):
-        if beta <= 0:
-            raise UserError(f"method.beta must be > 0, got {beta}")
+    def __init__(self, beta: PositiveFloat = 0.1, forget_weight: PositiveFloat = 1.0, retain_weight: NonNegativeFloat = 1.0,
+                 retain_loss: RetainLoss = "nll", refusal_seed: NonNegativeInt = 0):
         self.beta = beta
         self.forget_weight = forget_weight
         self.retain = RetainTerm(retain_weight, retain_loss)

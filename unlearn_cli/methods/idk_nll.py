@@ -1,5 +1,6 @@
 """IDK fine-tuning: supervised training on refusals to the forget questions."""
 
+from unlearn_cli.bounds import NonNegativeFloat, NonNegativeInt, PositiveFloat
 from unlearn_cli.contracts import Method
 from unlearn_cli.data.refusals import refusal_answers
 from unlearn_cli.methods._retain import RetainLoss, RetainTerm
@@ -20,8 +21,8 @@ class IdkNLL(Method):
 
     reference_splits = ()
 
-    def __init__(self, forget_weight: float = 1.0, retain_weight: float = 1.0, retain_loss: RetainLoss = "nll",
-                 refusal_seed: int = 0):
+    def __init__(self, forget_weight: PositiveFloat = 1.0, retain_weight: NonNegativeFloat = 1.0, retain_loss: RetainLoss = "nll",
+                 refusal_seed: NonNegativeInt = 0):
         self.forget_weight = forget_weight
         self.retain = RetainTerm(retain_weight, retain_loss)
         self.needs_retain = self.retain.active

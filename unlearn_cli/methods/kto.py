@@ -4,8 +4,8 @@ from typing import Literal
 
 import torch
 
+from unlearn_cli.bounds import NonNegativeFloat, PositiveFloat
 from unlearn_cli.contracts import Method
-from unlearn_cli.errors import UserError
 from unlearn_cli.losses import kto_undesirable_loss
 from unlearn_cli.methods._retain import RetainTerm
 from unlearn_cli.models.forward import answer_forward
@@ -27,10 +27,8 @@ class KTO(Method):
 
     needs_reference = True
 
-    def __init__(self, beta: float = 0.1, forget_weight: float = 1.0, retain_weight: float = 1.0,
+    def __init__(self, beta: PositiveFloat = 0.1, forget_weight: PositiveFloat = 1.0, retain_weight: NonNegativeFloat = 1.0,
                  reference_point: Literal["retain", "zero"] = "retain"):
-        if beta <= 0:
-            raise UserError(f"method.beta must be > 0, got {beta}")
         self.beta = beta
         self.forget_weight = forget_weight
         self.retain = RetainTerm(retain_weight, "nll")

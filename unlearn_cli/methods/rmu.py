@@ -4,8 +4,8 @@ from typing import List, Optional
 
 import torch
 
+from unlearn_cli.bounds import NonNegativeFloat, NonNegativeInt, PositiveFloat
 from unlearn_cli.contracts import Method
-from unlearn_cli.errors import UserError
 from unlearn_cli.methods._steering import SteeringSite, steering_terms
 from unlearn_cli.registry import METHODS
 
@@ -28,13 +28,9 @@ class RMU(Method):
     needs_hooks = True
     reference_splits = ()
 
-    def __init__(self, layer: int = 7, trainable_layers: Optional[List[int]] = None,
-                 param_name: str = "mlp.down_proj.weight", steering_coeff: float = 6.5,
-                 alpha: float = 1200.0, mask_padding: bool = False):
-        if steering_coeff <= 0:
-            raise UserError(f"method.steering_coeff must be > 0, got {steering_coeff}")
-        if alpha < 0:
-            raise UserError(f"method.alpha must be >= 0, got {alpha}")
+    def __init__(self, layer: NonNegativeInt = 7, trainable_layers: Optional[List[NonNegativeInt]] = None,
+                 param_name: str = "mlp.down_proj.weight", steering_coeff: PositiveFloat = 6.5,
+                 alpha: NonNegativeFloat = 1200.0, mask_padding: bool = False):
         self.site = SteeringSite(layer, trainable_layers, param_name)
         self.layer, self.trainable_layers = self.site.layer, self.site.trainable_layers
         self.steering_coeff = steering_coeff

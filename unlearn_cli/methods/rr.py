@@ -4,6 +4,7 @@ from typing import List, Optional
 
 import torch
 
+from unlearn_cli.bounds import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt
 from unlearn_cli.contracts import Method
 from unlearn_cli.errors import UserError
 from unlearn_cli.losses import masked_l2, relu_cosine
@@ -35,20 +36,12 @@ class RepresentationRerouting(Method):
     needs_hooks = True
     reference_splits = ()
 
-    def __init__(self, layers: List[int] = (10, 20), alpha: float = 10.0, schedule_steps: int = 150,
-                 trainable_layers: Optional[List[int]] = None, param_name: str = "mlp.down_proj.weight",
-                 init_noise: float = 1e-3):
+    def __init__(self, layers: List[NonNegativeInt] = (10, 20), alpha: PositiveFloat = 10.0, schedule_steps: PositiveInt = 150,
+                 trainable_layers: Optional[List[NonNegativeInt]] = None, param_name: str = "mlp.down_proj.weight",
+                 init_noise: NonNegativeFloat = 1e-3):
         layers = list(layers)
         if not layers:
             raise UserError("method.layers must name at least one decoder layer")
-        if any(i < 0 for i in layers):
-            raise UserError(f"method.layers must be >= 0, got {layers}")
-        if alpha <= 0:
-            raise UserError(f"method.alpha must be > 0, got {alpha}")
-        if init_noise < 0:
-            raise UserError(f"method.init_noise must be >= 0, got {init_noise}")
-        if schedule_steps < 1:
-            raise UserError(f"method.schedule_steps must be >= 1, got {schedule_steps}")
         self.layers = layers
         self.alpha = alpha
         self.schedule_steps = schedule_steps

@@ -1,7 +1,7 @@
 """SatImp: gradient ascent with saturation x importance token weights."""
 
+from unlearn_cli.bounds import NonNegativeFloat, PositiveFloat
 from unlearn_cli.contracts import Method
-from unlearn_cli.errors import UserError
 from unlearn_cli.losses import satimp_loss
 from unlearn_cli.methods._retain import RetainLoss, RetainTerm
 from unlearn_cli.models.forward import answer_forward
@@ -19,10 +19,8 @@ class SatImp(Method):
     w_f (its gamma) 1, lambda (its alpha) 0.1.
     """
 
-    def __init__(self, beta1: float = 5.0, beta2: float = 1.0, forget_weight: float = 1.0,
-                 retain_weight: float = 0.1, retain_loss: RetainLoss = "nll"):
-        if beta1 < 0 or beta2 < 0:
-            raise UserError(f"method.beta1 and method.beta2 must be >= 0, got {beta1}, {beta2}")
+    def __init__(self, beta1: NonNegativeFloat = 5.0, beta2: NonNegativeFloat = 1.0, forget_weight: PositiveFloat = 1.0,
+                 retain_weight: NonNegativeFloat = 0.1, retain_loss: RetainLoss = "nll"):
         self.beta1 = beta1
         self.beta2 = beta2
         self.forget_weight = forget_weight

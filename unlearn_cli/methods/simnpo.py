@@ -1,7 +1,7 @@
 """Simple NPO: reference-free, length-normalised NPO."""
 
+from unlearn_cli.bounds import FiniteFloat, NonNegativeFloat, PositiveFloat
 from unlearn_cli.contracts import Method
-from unlearn_cli.errors import UserError
 from unlearn_cli.losses import simnpo_loss
 from unlearn_cli.methods._retain import RetainLoss, RetainTerm
 from unlearn_cli.models.forward import answer_forward
@@ -18,10 +18,8 @@ class SimNPO(Method):
     live in ``conf/tuning``.
     """
 
-    def __init__(self, beta: float = 2.5, gamma: float = 0.0, forget_weight: float = 1.0,
-                 retain_weight: float = 1.0, retain_loss: RetainLoss = "nll"):
-        if beta <= 0:
-            raise UserError(f"method.beta must be > 0, got {beta}")
+    def __init__(self, beta: PositiveFloat = 2.5, gamma: FiniteFloat = 0.0, forget_weight: PositiveFloat = 1.0,
+                 retain_weight: NonNegativeFloat = 1.0, retain_loss: RetainLoss = "nll"):
         self.beta = beta
         self.gamma = gamma
         self.forget_weight = forget_weight

@@ -1,7 +1,7 @@
 """UNDIAL: self-distillation towards theta_0's logits with the gold token pushed down."""
 
+from unlearn_cli.bounds import NonNegativeFloat, PositiveFloat
 from unlearn_cli.contracts import Method
-from unlearn_cli.errors import UserError
 from unlearn_cli.losses import undial_loss
 from unlearn_cli.methods._retain import RetainLoss, RetainTerm
 from unlearn_cli.models.forward import answer_forward
@@ -22,10 +22,8 @@ class UNDIAL(Method):
     needs_reference = True
     reference_splits = ()  # full reference logits on the fly, not cached NLLs
 
-    def __init__(self, beta: float = 10.0, forget_weight: float = 1.0, retain_weight: float = 0.0,
+    def __init__(self, beta: NonNegativeFloat = 10.0, forget_weight: PositiveFloat = 1.0, retain_weight: NonNegativeFloat = 0.0,
                  retain_loss: RetainLoss = "nll"):
-        if beta < 0:
-            raise UserError(f"method.beta must be >= 0, got {beta}")
         self.beta = beta
         self.forget_weight = forget_weight
         self.retain = RetainTerm(retain_weight, retain_loss)

@@ -1,7 +1,7 @@
 """Weighted gradient ascent: GA with each forget token weighted by its (detached) probability."""
 
+from unlearn_cli.bounds import NonNegativeFloat, PositiveFloat
 from unlearn_cli.contracts import Method
-from unlearn_cli.errors import UserError
 from unlearn_cli.losses import wga_loss
 from unlearn_cli.methods._retain import RetainLoss, RetainTerm
 from unlearn_cli.models.forward import answer_forward
@@ -18,10 +18,8 @@ class WGA(Method):
     (``retain_weight: 0`` = plain WGA). Defaults beta 1 (OpenUnlearning's WGA), w_f 1, lambda 1.
     """
 
-    def __init__(self, beta: float = 1.0, forget_weight: float = 1.0, retain_weight: float = 1.0,
+    def __init__(self, beta: NonNegativeFloat = 1.0, forget_weight: PositiveFloat = 1.0, retain_weight: NonNegativeFloat = 1.0,
                  retain_loss: RetainLoss = "nll"):
-        if beta < 0:
-            raise UserError(f"method.beta must be >= 0, got {beta}")
         self.beta = beta
         self.forget_weight = forget_weight
         self.retain = RetainTerm(retain_weight, retain_loss)

@@ -4,6 +4,7 @@ from typing import Dict, List, Optional
 
 import numpy as np
 
+from unlearn_cli.bounds import PositiveInt
 from unlearn_cli.contracts import Metric
 from unlearn_cli.eval import stats
 from unlearn_cli.metrics._common import label
@@ -33,7 +34,7 @@ class KnowMem(Metric):
     version = 1
 
     def __init__(self, splits: List[str] = ("knowmem_forget", "knowmem_retain"),
-                 icl: Optional[Dict[str, str]] = None, max_new_tokens: int = 32):
+                 icl: Optional[Dict[str, str]] = None, max_new_tokens: PositiveInt = 32):
         self.icl = {s: (icl or {}).get(s, f"{s}_icl") for s in splits}
         self.eval_splits = list(splits)
         self.splits = list(splits) + [self.icl[s] for s in splits]

@@ -4,13 +4,14 @@ from typing import List, Literal, Optional
 
 import numpy as np
 
+from unlearn_cli.bounds import Fraction, NonNegativeInt, PositiveFloat, PositiveInt, Probability
 from unlearn_cli.contracts import Metric
 from unlearn_cli.errors import UserError
 from unlearn_cli.eval import stats
+from unlearn_cli.eval.decode import Sampling
 from unlearn_cli.metrics._common import leaks
 from unlearn_cli.metrics._entailment import entailed, entailment_score
 from unlearn_cli.registry import METRICS
-from unlearn_cli.eval.decode import Sampling, check_sampling
 
 
 @METRICS.register("leak_at_k")
@@ -38,13 +39,11 @@ class LeakAtK(Metric):
     higher_is_better = False
     version = 1
 
-    def __init__(self, splits: List[str] = ("forget",), n: int = 32, ks: Optional[List[int]] = None,
-                 temperatures: List[float] = (1.0,), top_ps: List[float] = (1.0,), top_k: int = 0,
-                 judge: Literal["auto", "contains", "rouge", "es", "nli"] = "auto", threshold: float = 0.5,
-                 max_new_tokens: Optional[int] = None, view: str = "question", max_items: Optional[int] = None,
-                 judge_model: Optional[str] = None, judge_threshold: float = 0.5, es_gate: float = 0.1):
-        if n < 1:
-            raise UserError(f"leak_at_k.n must be >= 1, got {n}")
+    def __init__(self, splits: List[str] = ("forget",), n: PositiveInt = 32, ks: Optional[List[PositiveInt]] = None,
+                 temperatures: List[PositiveFloat] = (1.0,), top_ps: List[Fraction] = (1.0,), top_k: NonNegativeInt = 0,
+                 judge: Literal["auto", "contains", "rouge", "es", "nli"] = "auto", threshold: Probability = 0.5,
+                 max_new_tokens: Optional[PositiveInt] = None, view: str = "question", max_items: Optional[PositiveInt] = None,
+                 judge_model: Optional[str] = None, judge_threshold: Probability = 0.5, es_gate: Probability = 0.1):
         ks = sorted(set(ks)) if ks else [k for k in (1, 2, 4, 8, 16, 32, 64, 128, 256) if k <= n]
         if ks[0] < 1 or ks[-1] > n:
             raise UserError(f"leak_at_k.ks must lie in [1, n={n}], got {ks}")
@@ -57,11 +56,6 @@ class LeakAtK(Metric):
                             "and judge_model is used only with judge es, nli or auto")
         if not temperatures or not top_ps:
             raise UserError("leak_at_k.temperatures and leak_at_k.top_ps need at least one value each")
-        for t in temperatures:
-            for p in top_ps:
-                check_sampling(float(t), float(p), int(top_k), "eval.metrics.leak_at_k")
-        if max_items is not None and max_items < 1:
-            raise UserError(f"leak_at_k.max_items must be >= 1, got {max_items}")
         self.splits, self.n, self.ks = list(splits), int(n), ks
         self.grid = [(float(t), float(p)) for t in temperatures for p in top_ps]
         self.top_k, self.judge, self.threshold = int(top_k), judge, float(threshold)

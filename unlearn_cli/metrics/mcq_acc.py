@@ -2,6 +2,7 @@
 
 from typing import Dict, List, Optional, Union
 
+from unlearn_cli.bounds import NonNegativeInt
 from unlearn_cli.contracts import Metric
 from unlearn_cli.errors import UserError
 from unlearn_cli.metrics._common import label
@@ -35,7 +36,7 @@ class MCQAccuracy(Metric):
     version = 2
 
     def __init__(self, splits: Optional[List[str]] = None, backend: str = "native",
-                 harness_tasks: Optional[Dict[str, str]] = None, num_fewshot: Union[int, Dict[str, int]] = 0):
+                 harness_tasks: Optional[Dict[str, str]] = None, num_fewshot: Union[NonNegativeInt, Dict[str, NonNegativeInt]] = 0):
         if backend not in ("native", "lm_eval"):
             raise UserError(f"eval.metrics.mcq_acc.backend must be native or lm_eval, got '{backend}'")
         if harness_tasks and backend != "lm_eval":

@@ -1,7 +1,8 @@
 """Membership-inference AUCs (loss, zlib, Min-K%, Min-K%++)."""
 
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
+from unlearn_cli.bounds import Fraction, Range
 from unlearn_cli.contracts import Metric
 from unlearn_cli.errors import UserError
 from unlearn_cli.eval.scorer import MIA_ATTACKS, MIA_DEFAULT
@@ -31,15 +32,11 @@ class MiaAUC(Metric):
     version = 1
 
     def __init__(self, members: str = "forget", nonmembers: str = "holdout",
-                 attacks: List[str] = MIA_DEFAULT, k: float = 0.4, gradnorm_p: float = 2.0,
+                 attacks: List[str] = MIA_DEFAULT, k: Fraction = 0.4, gradnorm_p: Annotated[float, Range(1, finite=False)] = 2.0,
                  calibration_model: Optional[str] = None):
         bad = [a for a in attacks if a not in MIA_ATTACKS]
         if bad:
             raise UserError(f"mia_auc.attacks: unknown attack '{bad[0]}'; known: {', '.join(MIA_ATTACKS)}")
-        if not 0 < k <= 1:
-            raise UserError(f"mia_auc.k must be in (0, 1], got {k}")
-        if gradnorm_p not in (1, 2, float("inf")):
-            raise UserError(f"mia_auc.gradnorm_p must be 1, 2 or inf, got {gradnorm_p}")
         if ("calibration" in attacks) != bool(calibration_model):
             raise UserError("mia_auc: the calibration attack needs calibration_model (a model path or hub id), "
                             "and calibration_model is used only by it")

@@ -1,11 +1,11 @@
 """Open-QA accuracy: free generation judged by a ROUGE-L gate and an optional entailment model."""
 
-from typing import List, Optional
+from typing import Annotated, List, Optional
 
 import numpy as np
 
+from unlearn_cli.bounds import Probability, Range
 from unlearn_cli.contracts import Metric
-from unlearn_cli.errors import UserError
 from unlearn_cli.metrics._common import greedy_requests, rouge_scores
 from unlearn_cli.metrics._entailment import entailed
 from unlearn_cli.registry import METRICS
@@ -24,12 +24,8 @@ class OpenQA(Metric):
     higher_is_better = True
     version = 1
 
-    def __init__(self, splits: List[str] = ("forget", "retain"), gate: float = 0.3,
-                 judge_model: Optional[str] = None, threshold: float = 0.5):
-        if not 0 <= gate <= 1:
-            raise UserError(f"open_qa.gate must be in [0, 1], got {gate}")
-        if not 0 < threshold < 1:
-            raise UserError(f"open_qa.threshold must be in (0, 1), got {threshold}")
+    def __init__(self, splits: List[str] = ("forget", "retain"), gate: Probability = 0.3,
+                 judge_model: Optional[str] = None, threshold: Annotated[float, Range(0, 1, lo_open=True, hi_open=True)] = 0.5):
         self.splits, self.gate = list(splits), float(gate)
         self.judge_model, self.threshold = judge_model, float(threshold)
 

@@ -3,6 +3,7 @@
 import logging
 from typing import Optional
 
+from unlearn_cli.bounds import Fraction, Probability
 from unlearn_cli.contracts import Metric
 from unlearn_cli.eval import stats
 from unlearn_cli.metrics._common import label, oracle_or_warn
@@ -26,8 +27,8 @@ class PrivLeak(Metric):
     version = 1
     baseline = "oracle"
 
-    def __init__(self, members: str = "privleak_forget", nonmembers: str = "privleak_holdout", k: float = 0.4,
-                 oracle_auc: Optional[float] = None):
+    def __init__(self, members: str = "privleak_forget", nonmembers: str = "privleak_holdout", k: Fraction = 0.4,
+                 oracle_auc: Optional[Probability] = None):
         self.members, self.nonmembers, self.k = members, nonmembers, float(k)
         self.oracle_auc = oracle_auc
         self.splits = [members, nonmembers]

@@ -4,6 +4,7 @@ from typing import List
 
 import numpy as np
 
+from unlearn_cli.bounds import PositiveInt
 from unlearn_cli.contracts import Metric
 from unlearn_cli.eval import stats
 from unlearn_cli.metrics._common import greedy_requests, label
@@ -22,7 +23,7 @@ class VerbMem(Metric):
     higher_is_better = True
     version = 1
 
-    def __init__(self, splits: List[str] = ("verbmem_forget",), max_new_tokens: int = 128):
+    def __init__(self, splits: List[str] = ("verbmem_forget",), max_new_tokens: PositiveInt = 128):
         self.splits = list(splits)
         self.max_new_tokens = int(max_new_tokens)
 

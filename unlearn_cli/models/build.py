@@ -14,6 +14,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llam
 
 from unlearn_cli.data.encoding import PromptFormat
 from unlearn_cli.errors import UserError
+from unlearn_cli.bounds import PositiveInt
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -37,13 +38,13 @@ class ModelSpec:
     oracle_path: Optional[str] = None
     tokenizer_path: Optional[str] = None
     architecture: str = "llama"
-    hidden_size: int = 128
-    num_layers: int = 2
-    num_heads: int = 4
-    num_kv_heads: Optional[int] = None
-    intermediate_size: int = 512
-    vocab_size: int = 1024
-    max_positions: int = 256
+    hidden_size: PositiveInt = 128
+    num_layers: PositiveInt = 2
+    num_heads: PositiveInt = 4
+    num_kv_heads: Optional[PositiveInt] = None
+    intermediate_size: PositiveInt = 512
+    vocab_size: PositiveInt = 1024
+    max_positions: PositiveInt = 256
     dtype: str = "float32"
     prompt_template: str = "Question: {question}\nAnswer: "
     chat_template: Literal["off", "auto", "on"] = "off"
@@ -52,6 +53,13 @@ class ModelSpec:
     answer_boundary: Literal["offsets", "prompt_length"] = "offsets"
     trust_remote_code: bool = False
     attn_implementation: Optional[str] = None
+
+    def __post_init__(self):
+        if self.kind == "tiny" and self.hidden_size % self.num_heads:
+            raise UserError(f"model.hidden_size={self.hidden_size} must be a multiple of model.num_heads={self.num_heads}")
+        if self.kind == "tiny" and self.num_kv_heads and self.num_heads % self.num_kv_heads:
+            raise UserError(f"model.num_heads={self.num_heads} must be a multiple of model.num_kv_heads="
+                            f"{self.num_kv_heads}")
 
 
 def prompt_format(spec: ModelSpec, tokenizer) -> PromptFormat:

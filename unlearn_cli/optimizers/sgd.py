@@ -2,6 +2,7 @@
 
 import torch
 
+from unlearn_cli.bounds import Beta, NonNegativeFloat
 from unlearn_cli.contracts import OptimizerSpec
 from unlearn_cli.registry import OPTIMIZERS
 
@@ -11,7 +12,7 @@ class SGD(OptimizerSpec):
     """SGD with optional (Nesterov) momentum and L2 weight decay (torch implementation)."""
 
 
-    def __init__(self, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0):
+    def __init__(self, momentum: Beta = 0.0, nesterov: bool = False, weight_decay: NonNegativeFloat = 0.0):
         self.momentum = momentum
         self.nesterov = nesterov
         self.weight_decay = weight_decay

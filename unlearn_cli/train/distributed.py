@@ -22,6 +22,7 @@ import torch.distributed as dist
 
 from unlearn_cli.errors import UserError
 from unlearn_cli.models.build import unwrap  # noqa: F401 - re-exported for the loop and checkpoints
+from unlearn_cli.bounds import PositiveInt
 
 
 @dataclass
@@ -29,16 +30,14 @@ class DistributedSpec:
     """The ``distributed`` group. ``zero_stage`` None = plain DDP (when ``nproc_per_node`` > 1)."""
 
     kind: Literal["none", "ddp", "deepspeed"] = "none"
-    nproc_per_node: int = 1
+    nproc_per_node: PositiveInt = 1
     backend: Optional[str] = None
-    zero_stage: Optional[int] = None
+    zero_stage: Optional[Literal[0, 1, 2, 3]] = None
     offload_optimizer: Optional[str] = None
     offload_params: Optional[str] = None
     deepspeed_overrides: Dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
-        if self.nproc_per_node < 1:
-            raise UserError(f"distributed.nproc_per_node must be >= 1, got {self.nproc_per_node}")
         if self.kind == "deepspeed" and self.zero_stage not in (0, 1, 2, 3):
             raise UserError(f"distributed.zero_stage must be 0, 1, 2 or 3 for DeepSpeed, got {self.zero_stage}")
 

@@ -10,6 +10,7 @@ from typing import Callable, Literal, Optional
 import torch
 
 from unlearn_cli.errors import UserError
+from unlearn_cli.bounds import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, Probability
 
 
 @dataclass
@@ -24,19 +25,19 @@ class TrainSettings:
     updated in bf16 (what the official RMU code does; most updates below the bf16 ulp round away).
     """
 
-    lr: float = 1e-5
-    steps: Optional[int] = None
-    epochs: Optional[float] = None
-    batch_size: int = 32
-    retain_batch_size: int = 32
-    grad_accum: int = 1
-    warmup_steps: int = 0
-    warmup_epochs: Optional[float] = None
+    lr: PositiveFloat = 1e-5
+    steps: Optional[PositiveInt] = None
+    epochs: Optional[PositiveFloat] = None
+    batch_size: PositiveInt = 32
+    retain_batch_size: PositiveInt = 32
+    grad_accum: PositiveInt = 1
+    warmup_steps: NonNegativeInt = 0
+    warmup_epochs: Optional[NonNegativeFloat] = None
     schedule: Literal["constant", "linear", "cosine"] = "constant"
-    min_lr_ratio: float = 0.0
-    max_grad_norm: Optional[float] = 1.0
+    min_lr_ratio: Probability = 0.0
+    max_grad_norm: Optional[PositiveFloat] = 1.0
     precision: Literal["fp32", "bf16", "bf16_pure"] = "bf16"
-    log_every: int = 1
+    log_every: PositiveInt = 1
 
     def __post_init__(self):
         if self.warmup_epochs is not None and self.warmup_steps:

@@ -1,8 +1,10 @@
 """The embedded fictional-facts benchmark."""
 
+from typing import Annotated
+
+from unlearn_cli.bounds import NonNegativeInt, PositiveInt, Range
 from unlearn_cli.contracts import Benchmark
 from unlearn_cli.data import fictional
-from unlearn_cli.errors import UserError
 from unlearn_cli.registry import BENCHMARKS
 
 
@@ -15,14 +17,10 @@ class Fictional(Benchmark):
     The target model is trained on forget + retain, the oracle on retain only (prepare stage).
     """
 
-
-    def __init__(self, num_people: int = 100, forget_fraction: float = 0.1, holdout_fraction: float = 0.1,
-                 num_perturbed: int = 3, data_seed: int = 0):
-        if num_people < 10:
-            raise UserError(f"benchmark.num_people must be >= 10, got {num_people}")
-        for key, val in (("forget_fraction", forget_fraction), ("holdout_fraction", holdout_fraction)):
-            if not 0 < val < 0.5:
-                raise UserError(f"benchmark.{key} must be in (0, 0.5), got {val}")
+    def __init__(self, num_people: Annotated[int, Range(10)] = 100,
+                 forget_fraction: Annotated[float, Range(0, 0.5, lo_open=True, hi_open=True)] = 0.1,
+                 holdout_fraction: Annotated[float, Range(0, 0.5, lo_open=True, hi_open=True)] = 0.1,
+                 num_perturbed: PositiveInt = 3, data_seed: NonNegativeInt = 0):
         self.settings = dict(num_people=num_people, forget_fraction=forget_fraction,
                              holdout_fraction=holdout_fraction, num_perturbed=num_perturbed, seed=data_seed)
 

@@ -2,9 +2,10 @@
 
 from typing import List, Optional
 
+from unlearn_cli.bounds import PositiveInt
 from unlearn_cli.contracts import Benchmark
 from unlearn_cli.data.items import BenchmarkData, MCQItem
-from unlearn_cli.data.loaders import Source, Table, check_positive, head, mcq_item
+from unlearn_cli.data.loaders import Source, Table, head, mcq_item
 from unlearn_cli.errors import UserError, suggest
 from unlearn_cli.registry import BENCHMARKS
 
@@ -56,8 +57,7 @@ class Mmlu(Benchmark):
     loader_version = 1
 
     def __init__(self, data_dir: Optional[str] = None, subjects: Optional[List[str]] = None,
-                 max_per_subject: Optional[int] = None):
-        check_positive("max_per_subject", max_per_subject)
+                 max_per_subject: Optional[PositiveInt] = None):
         chosen = list(SUBJECTS) if subjects is None else list(subjects)
         _check_subjects(chosen)
         self.source = Source.resolve("MMLU", "mmlu", HUB_ID, data_dir, "test/<subject>_test.csv and dev/<subject>_dev.csv")

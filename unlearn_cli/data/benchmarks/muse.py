@@ -2,9 +2,10 @@
 
 from typing import List, Literal, Optional
 
+from unlearn_cli.bounds import PositiveInt
 from unlearn_cli.contracts import Benchmark
-from unlearn_cli.data.items import BenchmarkData, QAItem, TextWindows
-from unlearn_cli.data.loaders import (Source, Table, check_positive, corpus_of, head, plain_text, qa_item,
+from unlearn_cli.data.items import BenchmarkData, QAItem, TextWindows, WindowLength
+from unlearn_cli.data.loaders import (Source, Table, corpus_of, head, plain_text, qa_item,
                                       text_field, text_item)
 from unlearn_cli.errors import UserError
 from unlearn_cli.registry import BENCHMARKS
@@ -102,7 +103,7 @@ class Muse(Benchmark):
 
     def __init__(self, corpus: Literal["news", "books"] = "news", data_dir: Optional[str] = None,
                  forget_split: str = "raw/forget", retain_source: Literal["raw", "knowmem_qa", "none"] = "raw",
-                 max_items: Optional[int] = None, max_length: int = 2048,
+                 max_items: Optional[PositiveInt] = None, max_length: WindowLength = 2048,
                  windows: Literal["concat", "per_document"] = "concat"):
         if corpus not in CORPORA:
             raise UserError(f"benchmark.corpus must be one of {', '.join(CORPORA)}, got {corpus!r}")
@@ -110,7 +111,6 @@ class Muse(Benchmark):
             raise UserError(f"benchmark.forget_split must be one of {', '.join(FORGET_SPLITS)}, got {forget_split!r}")
         if retain_source not in ("raw", "knowmem_qa", "none"):
             raise UserError(f"benchmark.retain_source must be raw, knowmem_qa or none, got {retain_source!r}")
-        check_positive("max_items", max_items)
         self.corpus = corpus
         label, hub_id, subdir, _ = CORPORA[corpus]
         self.source = Source.resolve(label, subdir, hub_id, data_dir,
@@ -171,7 +171,7 @@ class MuseNews(Muse):
 
     def __init__(self, corpus: Literal["news"] = "news", data_dir: Optional[str] = None,
                  forget_split: str = "raw/forget", retain_source: Literal["raw", "knowmem_qa", "none"] = "raw",
-                 max_items: Optional[int] = None, max_length: int = 2048,
+                 max_items: Optional[PositiveInt] = None, max_length: WindowLength = 2048,
                  windows: Literal["concat", "per_document"] = "concat"):
         if corpus != "news":
             raise UserError(f"benchmark muse_news is the news corpus; for corpus {corpus!r} use benchmark=muse")

@@ -2,9 +2,10 @@
 
 from typing import Dict, List, Literal, Optional
 
+from unlearn_cli.bounds import PositiveInt
 from unlearn_cli.contracts import Benchmark
 from unlearn_cli.data.items import BenchmarkData, MCQItem, QAItem
-from unlearn_cli.data.loaders import Source, Table, check_positive, corpus_of, head, qa_item, text_field
+from unlearn_cli.data.loaders import Source, Table, corpus_of, head, qa_item, text_field
 from unlearn_cli.errors import UserError
 from unlearn_cli.registry import BENCHMARKS
 
@@ -84,12 +85,10 @@ class Tofu(Benchmark):
     loader_version = 1
 
     def __init__(self, split: Literal["forget01", "forget05", "forget10"] = "forget10",
-                 data_dir: Optional[str] = None, num_forget_authors: Optional[int] = None,
-                 max_items: Optional[int] = None):
+                 data_dir: Optional[str] = None, num_forget_authors: Optional[PositiveInt] = None,
+                 max_items: Optional[PositiveInt] = None):
         if split not in RETAIN_OF:
             raise UserError(f"benchmark.split must be one of {', '.join(RETAIN_OF)}, got {split!r}")
-        check_positive("num_forget_authors", num_forget_authors)
-        check_positive("max_items", max_items)
         self.source = Source.resolve("TOFU", "tofu", HUB_ID, data_dir, "the TOFU JSON files (forget10.json, ...)")
         self.settings = dict(split=split, num_forget_authors=num_forget_authors, max_items=max_items)
 

@@ -17,10 +17,11 @@ target/oracle and run every stage locally; its scores say nothing about real WMD
 
 from typing import List, Literal, Optional
 
+from unlearn_cli.bounds import NonNegativeInt, PositiveInt
 from unlearn_cli.contracts import Benchmark
 from unlearn_cli.data.benchmarks.mmlu import Mmlu
-from unlearn_cli.data.items import BenchmarkData, MCQItem, QAItem, TextWindows
-from unlearn_cli.data.loaders import (Source, Table, check_positive, corpus_of, head, mcq_item, read_corpus,
+from unlearn_cli.data.items import BenchmarkData, MCQItem, QAItem, TextWindows, WindowLength
+from unlearn_cli.data.loaders import (Source, Table, corpus_of, head, mcq_item, read_corpus,
                                       text_item)
 from unlearn_cli.errors import UserError
 from unlearn_cli.registry import BENCHMARKS
@@ -37,13 +38,10 @@ class _Wmdp(Benchmark):
     loader_version = 2
 
     def __init__(self, data_dir: Optional[str] = None, forget_corpus: Optional[str] = None,
-                 retain_corpus: Optional[str] = None, min_len: int = 50, max_items: Optional[int] = None,
-                 forget_source: Literal["corpus", "questions"] = "corpus", mmlu_max_per_subject: Optional[int] = None,
+                 retain_corpus: Optional[str] = None, min_len: NonNegativeInt = 50, max_items: Optional[PositiveInt] = None,
+                 forget_source: Literal["corpus", "questions"] = "corpus", mmlu_max_per_subject: Optional[PositiveInt] = None,
                  mmlu_subjects: Optional[List[str]] = None, mmlu_data_dir: Optional[str] = None,
-                 max_length: Optional[int] = None, windows: Literal["concat", "per_document"] = "per_document"):
-        check_positive("max_items", max_items)
-        if min_len < 0:
-            raise UserError(f"benchmark.min_len must be >= 0, got {min_len}")
+                 max_length: Optional[WindowLength] = None, windows: Literal["concat", "per_document"] = "per_document"):
         if forget_source not in ("corpus", "questions"):
             raise UserError(f"benchmark.forget_source must be corpus or questions, got {forget_source!r}")
         if forget_source == "questions" and forget_corpus is not None:

@@ -17,6 +17,7 @@ from typing import Callable, Dict, Iterable, List, Optional
 
 import torch
 
+from unlearn_cli.bounds import Fraction
 from unlearn_cli.contracts import TrainPlugin
 from unlearn_cli.errors import UserError
 from unlearn_cli.models.forward import answer_forward
@@ -190,10 +191,7 @@ class SalUn(TrainPlugin):
 
     supports_deepspeed = False
 
-    def __init__(self, sparsity: float = 0.5):
-        if not 0 < sparsity <= 1:
-            raise UserError(f"plugin.salun.sparsity must be in (0, 1] (fraction of weights kept trainable), "
-                            f"got {sparsity}")
+    def __init__(self, sparsity: Fraction = 0.5):
         self.sparsity = float(sparsity)
         self.mask: Optional[SaliencyMask] = None
 
