@@ -85,12 +85,14 @@ def test_same_seed_gives_identical_metrics_and_secrets_are_redacted(default_run,
     assert weights and all(torch.isfinite(t).all() for t in weights.values())
 
 
-def test_finished_run_dir_is_refused_and_kept(default_run, cache_dir):
+def test_finished_run_is_not_redone_and_another_config_is_refused(default_run, cache_dir):
     cwd, run_dir, _ = default_run
     before = (run_dir / "results.json").read_text()
-    proc = run_cli(["run"], cwd, cache_dir, expect_ok=False)
+    proc = run_cli(["run"], cwd, cache_dir)
+    assert "already complete" in proc.stdout and (run_dir / "results.json").read_text() == before
+    proc = run_cli(["run", "seed=1", f"output_dir={run_dir}"], cwd, cache_dir, expect_ok=False)
     assert proc.returncode == 2
-    assert "already holds a finished run" in proc.stderr and "overwrite=true" in proc.stderr
+    assert "already holds a finished run of another config" in proc.stderr and "overwrite=true" in proc.stderr
     assert (run_dir / "results.json").read_text() == before
 
 

@@ -6,6 +6,7 @@ from omegaconf import OmegaConf
 
 from _method_fixtures import Harness, changed, mean_nll, snapshot
 from unlearn_cli.binding import bind
+from unlearn_cli.components import make
 from unlearn_cli.errors import UserError
 from unlearn_cli.losses import undial_loss, unlikelihood_loss
 from unlearn_cli.methods.ceu import CEU
@@ -87,7 +88,9 @@ def test_undial_at_theta0_matches_distillation_to_adjusted_own_logits():
     assert float(loss.detach()) == pytest.approx(float(undial_loss(logits, logits, f["labels"], 4.0)), rel=1e-5)
 
 
-@pytest.mark.parametrize("bad", [lambda: WGA(beta=-1.0), lambda: SatImp(beta2=-0.5), lambda: UNDIAL(beta=-2.0)])
-def test_bad_hyperparameters(bad):
-    with pytest.raises(UserError, match="method.beta"):
-        bad()
+@pytest.mark.parametrize("section", [{"name": "wga", "beta": -1.0}, {"name": "satimp", "beta2": -0.5},
+                                     {"name": "undial", "beta": -2.0}])
+def test_bad_hyperparameters(section):
+    key = next(k for k in section if k != "name")
+    with pytest.raises(UserError, match=rf"method\.{key}=-[0-9.]+: must be"):
+        make(METHODS, section, "method")

@@ -7,7 +7,9 @@ import torch
 
 from _method_fixtures import Harness, changed, data_and_tokenizer, encode, mean_nll, snapshot
 from unlearn_cli.data.refusals import REFUSALS, refusal_answers
+from unlearn_cli.components import make
 from unlearn_cli.errors import UserError
+from unlearn_cli.registry import METHODS
 from unlearn_cli.losses import sequence_nll
 from unlearn_cli.methods.dpo import DPO
 from unlearn_cli.methods.idk_dpo import IdkDPO
@@ -117,7 +119,8 @@ def test_kto_zero_reference_point_without_retain():
     assert "retain_loss" not in logs and loss == pytest.approx(0.5, abs=1e-4)
 
 
-@pytest.mark.parametrize("bad", [lambda: DPO(beta=0.0), lambda: IdkDPO(beta=-1.0), lambda: KTO(beta=0.0)])
-def test_bad_beta(bad):
-    with pytest.raises(UserError, match="method.beta"):
-        bad()
+@pytest.mark.parametrize("section", [{"name": "dpo", "beta": 0.0}, {"name": "idk_dpo", "beta": -1.0},
+                                     {"name": "kto", "beta": 0.0}])
+def test_bad_beta(section):
+    with pytest.raises(UserError, match=r"method\.beta=-?[0-9.]+: must be > 0 for method"):
+        make(METHODS, section, "method")

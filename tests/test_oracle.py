@@ -75,7 +75,7 @@ def test_an_oracle_of_another_vocabulary_is_refused(checkpoints, cache_dir, tmp_
 
 
 def test_a_stored_stage_answers_like_the_frozen_scorer(tmp_path):
-    """examples/oracle.jsonl read back gives the very truth ratios, MIA scores and AUCs the oracle scorer memoised."""
+    """examples/oracle.jsonl, recorded as the finished oracle stage, read back gives the very truth ratios, MIA scores and AUCs the oracle scorer memoised."""
     import contextlib
 
     from _method_fixtures import FORMAT, data_and_tokenizer, tiny_model
@@ -97,13 +97,15 @@ def test_a_stored_stage_answers_like_the_frozen_scorer(tmp_path):
     config = {"benchmark": {"name": "fictional"}, "eval": {"name": "x"}, "model": {"prompt_template": FORMAT.template}}
 
     class Settings:
-        run_dir, overwrite, run_name = tmp_path, True, "r"
+        run_dir, overwrite, run_name, config_hash = tmp_path, True, "r", "h"
         config = None
     Settings.config = config
     out = RunOutputs(Settings, main=True)
     out.open()
     out.examples("oracle", result.examples)
-    found, _ = stored.load(tmp_path, config)
+    out.stage_done("oracle", dict(result.values), {}, files=["examples/oracle.jsonl"])
+    found, values = stored.load(tmp_path, config)
+    assert values == dict(result.values)
     assert found.truth_ratios("forget").tolist() == oracle.truth_ratios("forget").tolist()
     assert found.mia_scores("forget_bios", "min_k").tolist() == oracle.mia_scores("forget_bios", "min_k").tolist()
     assert found.mia_auc("forget_bios", "holdout_bios", "min_k") == oracle.mia_auc("forget_bios", "holdout_bios", "min_k")

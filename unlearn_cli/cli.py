@@ -12,7 +12,7 @@ import sys
 from pathlib import Path
 from typing import List
 
-from unlearn_cli import resolvers  # noqa: F401 - registers ${pick:...} before any config resolves
+from unlearn_cli import interrupts, resolvers  # noqa: F401 - resolvers: registers ${pick:...} before any config resolves
 from unlearn_cli.errors import UserError, suggest
 
 GROUPS = ("model", "benchmark", "method", "optimizer", "attack", "plugin", "eval", "logger", "distributed", "experiment")
@@ -149,7 +149,7 @@ def validate(overrides: List[str], multirun: bool) -> int:
             cfg = _compose_one(point)
             sweep_dir = f"{cfg.output_root}/multirun/{cfg.sweep_name}" if multirun else None
             settings = components.build(cfg, sweep_dir).settings
-            rundir.claim(settings.run_dir, settings.overwrite, create=False)
+            rundir.claim(settings.run_dir, settings.overwrite, settings.config_hash, create=False)
     GlobalHydra.instance().clear()
     return len(points)
 
@@ -172,6 +172,9 @@ def _task(cfg) -> None:
             _launch_distributed(cfg, list(hc.overrides.task), sweep_dir)
             return
         pipeline.run(cfg, sweep_dir)
+    except (KeyboardInterrupt, interrupts.Interrupted) as err:
+        print(f"error: {_interrupted(err, cfg, sweep_dir, list(hc.overrides.task))}", file=sys.stderr)
+        raise SystemExit(interrupts.exit_code(err)) from None
     except UserError as err:
         if not multirun:
             _fail(str(err))
@@ -179,6 +182,26 @@ def _task(cfg) -> None:
         if os.environ.get("SUBMITIT_EXECUTOR"):
             raise  # a Slurm/submitit job runs in its own process: fail it so `unlearn run` sees the failure
         FAILED.append(str(err))
+
+
+def _interrupted(err: BaseException, cfg, sweep_dir, overrides: List[str]) -> str:
+    """One line: which signal stopped which stage, that finished work is kept, and the command that resumes."""
+    from unlearn_cli import rundir
+    from unlearn_cli.files import redact_overrides
+    from unlearn_cli.train import checkpoint
+
+    run_dir = rundir.resolve(cfg, sweep_dir)
+    stage = getattr(err, "stage", None)
+    where = f"during {stage}" if stage else "between stages"
+    if stage != "unlearn":
+        training = ""
+    elif checkpoint.path(run_dir).exists():
+        training = "; unlearning resumes from its last checkpoint"
+    else:
+        training = "; unlearning restarts from step 0 (checkpoint_every=N saves its progress)"
+    command = " ".join(["unlearn", "run", *redact_overrides(overrides)])
+    return (f"interrupted ({interrupts.signal_name(err)}) {where}: finished stages are kept in {run_dir} and nothing "
+            f"half-written is left{training}; resume with: {command}")
 
 
 def _needs_launch(cfg) -> bool:
@@ -216,6 +239,7 @@ def _hydra_main(argv: List[str]) -> None:
 
 
 def cmd_run(argv: List[str]) -> None:
+    interrupts.install()
     multirun = any(a in ("-m", "--multirun") for a in argv)
     flags = [a for a in argv if a.startswith("-") and a not in ("-m", "--multirun")]
     overrides = [a for a in argv if not a.startswith("-")]
@@ -297,6 +321,9 @@ def main(argv: List[str] | None = None) -> None:
         commands[cmd](rest)
     except UserError as err:
         _fail(str(err))
+    except (KeyboardInterrupt, interrupts.Interrupted) as err:  # before a run started (validation, launch)
+        _fail(f"interrupted ({interrupts.signal_name(err)}) before the run started; nothing was written",
+              code=interrupts.exit_code(err))
 
 
 if __name__ == "__main__":

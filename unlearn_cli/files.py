@@ -9,7 +9,7 @@ import re
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Optional
 
 # a key is secret when it ends in "token" (hf_token, access_token; not max_new_tokens) or names a key,
 # secret, password or credential
@@ -38,23 +38,11 @@ def atomic_write_json(path: Path, obj: Any) -> None:
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
 
-def publish_dir(tmp: Path, final: Path) -> Path:
-    """Move a fully written temp directory into place; if another process won the race, keep its copy."""
-    final.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        os.replace(tmp, final)
-    except OSError:
-        if final.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-        else:
-            raise
-    return final
-
-
-def replace_dir(tmp: Path, final: Path) -> Path:
-    """Replace ``final`` by ``tmp`` (old copy removed only after the new one is complete)."""
+def replace_dir(tmp: Path, final: Path, aside: Optional[str] = None) -> Path:
+    """Replace ``final`` by ``tmp`` (the old copy, renamed ``aside`` (default ``<name>.old``) meanwhile, is removed
+    only after the new one is in place)."""
     if final.exists():
-        old = final.with_name(final.name + ".old")
+        old = final.with_name(aside or final.name + ".old")
         shutil.rmtree(old, ignore_errors=True)
         os.replace(final, old)
         os.replace(tmp, final)

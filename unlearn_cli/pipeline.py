@@ -4,8 +4,14 @@ compose (cli) -> validate into a Plan (components + run settings; the raw config
 -> open the run (seed, run dir, provenance, logger) -> load the benchmark -> prepare target/oracle
 (cached, locally built tiny targets only) -> eval oracle (first: later stages compare with its
 memoised values) -> eval target -> unlearn -> eval unlearned -> attack(s), each evaluated as its own
-stage named by its id -> results.json + plots + summary. Stages listed in ``skip`` are not run;
+stage named by its id -> plots + summary -> results.json (last). Stages listed in ``skip`` are not run;
 evaluation and attacks run on rank 0 only.
+
+Every finished evaluation, attack and unlearning stage leaves a record (``stage_records``); re-running the
+same command after a crash, a kill or a requeue reads the finished ones back (an oracle or target stage as a
+stored baseline) instead of redoing them, resumes unlearning from its last checkpoint (``checkpoint_every``),
+and skips unlearning altogether when every stage that needs the unlearned model has finished. A run whose
+results are complete is not redone (``overwrite=true`` starts it over).
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from unlearn_cli.data.encoding import encode_qa
 from unlearn_cli.errors import NonFiniteLossError
 from unlearn_cli.eval import stored
 from unlearn_cli.eval.inputs import EvalInputs
+from unlearn_cli.eval.scorer import Baselines
 from unlearn_cli.eval.suite import EvalSuite
 from unlearn_cli.loggers.none import NoLogger
 from unlearn_cli.models import build as models
@@ -47,7 +54,11 @@ class Run:
         self.artifacts: Dict[str, dict] = {}
 
     def execute(self) -> Path:
-        with self._session():
+        with self._session() as state:
+            if state == "complete":
+                progress.console.print(f"already complete: {self.s.run_dir / 'results.json'} "
+                                       f"(overwrite=true runs it again)")
+                return self.s.run_dir
             with self.provenance.stage("load_data"):
                 data = self.c.benchmark.load()
                 unlearn.check_data(data, self.c.method, self.s.method_name, self.s.benchmark_name)
@@ -61,13 +72,16 @@ class Run:
             self._encode(data, model)
             if self.s.runs("eval_oracle") and self.main:
                 self._oracle(oracle, model)
-            if self.s.runs("eval_target") and self.main:
+            if self.s.runs("eval_target") and self.main and not self._restore("target"):
                 self._evaluate("target", model)
             if self.s.runs("unlearn"):
-                model = self._unlearn(model, data, target)
+                if self._unlearned_needed():
+                    model = self._unlearn(model, data, target)
+                else:
+                    self._restore("unlearn")
                 if not self.main:  # other ranks are done: evaluation and attacks run on rank 0
                     return self.s.run_dir
-                if self.s.runs("eval_unlearned"):
+                if self.s.runs("eval_unlearned") and not self._restore("unlearned"):
                     self._evaluate("unlearned", model)
             if self.s.runs("attack"):
                 for attack_id, attack in self.c.attacks.items():
@@ -89,15 +103,19 @@ class Run:
         self.main = distributed.is_main()
         self.provenance = Provenance(self.s.seed, self.device)
         self.outputs = RunOutputs(self.s, self.main)
-        self.outputs.open()  # only rank 0 writes; every rank derives the same run dir from the config
+        state = self.outputs.open()  # only rank 0 writes; every rank derives the same run dir from the config
+        self.done = {}  # the finished stages a resumed run reads back (rank 0)
+        if state == "resume" and self.main:
+            names = ["oracle", "target", "unlearn", "unlearned", *self.c.attacks]
+            self.done = {n: r for n in names if (r := self.outputs.finished_stage(n)) is not None}
         if not self.main:
             progress.set_enabled(False)
         self.provenance.set("world_size", distributed.world_size())
-        self.logger = self.c.logger if self.main else NoLogger()
+        self.logger = self.c.logger if self.main and state != "complete" else NoLogger()
         self.logger.start(self.s.run_dir, self.s.run_name, self.s.config, group=self.s.sweep_name,
-                          resume=checkpoint.path(self.s.run_dir).exists())
+                          resume=state == "resume")
         try:
-            yield
+            yield state
         finally:
             self.logger.close()
             distributed.shutdown()
@@ -114,8 +132,9 @@ class Run:
                             data.published)
         self.suite = EvalSuite(self.c.metrics, inputs, self.c.decode, self.s.benchmark_name)
 
-    def _evaluate(self, stage: str, model, view=None) -> None:
-        """Every metric on ``model`` at ``stage`` (through one shared scorer; ``view``: an input attack's)."""
+    def _evaluate(self, stage: str, model, view=None, timed=()) -> None:
+        """Every metric on ``model`` at ``stage`` (through one shared scorer; ``view``: an input attack's), recorded
+        as a finished stage (with the wall times of the provenance stages ``timed`` that led to it)."""
         with self.provenance.stage(f"eval_{stage}"):
             result = self.suite.evaluate(stage, model, self.autocast, view)
         if result.artifacts:
@@ -124,6 +143,30 @@ class Run:
         keyed = {f"{stage}/{k}": v for k, v in result.values.items()}
         self.metrics.update(keyed)
         self._log("eval", 0, keyed)
+        self.outputs.stage_done(stage, dict(result.values), self.provenance.seconds(*timed, f"eval_{stage}"),
+                                result.artifacts, files=[f"examples/{stage}.jsonl"])
+
+    def _restore(self, stage: str) -> bool:
+        """Read a stage this run finished before it was interrupted back from its record; False if it has none."""
+        record = self.done.get(stage)
+        if record is None:
+            return False
+        self.metrics.update({f"{stage}/{k}": v for k, v in record["metrics"].items()})
+        if record["artifacts"]:
+            self.artifacts[stage] = record["artifacts"]
+        if stage in Baselines.NAMES:
+            self.suite.baselines.add_stored(stored.from_record(self.s.run_dir, record))
+        self.provenance.restored(stage, record["seconds"], record["extra"])
+        return True
+
+    def _unlearned_needed(self) -> bool:
+        """Whether the unlearned model is still needed: a later stage not finished yet, ``save_model``, or other
+        ranks (which decide nothing on their own: every rank trains)."""
+        if not self.main or distributed.world_size() > 1 or self.s.save_model:
+            return True
+        later = (["unlearned"] if self.s.runs("eval_unlearned") else []) + \
+            (list(self.c.attacks) if self.s.runs("attack") else [])
+        return not all(stage in self.done for stage in later)
 
     def _oracle(self, path, target) -> None:
         """The retain-only oracle first (later stages compare with it): evaluated, or an earlier run's reused."""
@@ -132,7 +175,7 @@ class Run:
             self.suite.baselines.add_stored(found)
             self.metrics.update({f"oracle/{k}": v for k, v in values.items()})
             self.provenance.set("oracle_results", str(found.source))
-        elif path is not None:
+        elif path is not None and not self._restore("oracle"):
             self._evaluate("oracle", prepare.load_oracle(path, self.c.model, target, self.device))
 
     def _unlearn(self, model, data, target):
@@ -155,6 +198,8 @@ class Run:
             raise
         self.provenance.set("plugins", {k: p.summary() for k, p in self.c.plugins.items()})
         self.provenance.set("precision", {"unlearn": self.c.unlearn.precision, "weights": setup.regime})
+        self.outputs.stage_done("unlearn", {}, self.provenance.seconds("unlearn"),
+                                extra={k: self.provenance.data[k] for k in ("plugins", "precision")})
         return model
 
     def _resumed(self, first_step: int) -> None:
@@ -163,20 +208,23 @@ class Run:
 
     def _attack(self, attack_id: str, attack, unlearned) -> None:
         """A weight attack on a private copy of the unlearned model, or an input attack's prompt view."""
+        if self._restore(attack_id):
+            return
         seed_everything(self.s.seed + STAGE_SEEDS["attack"])
         ctx = AttackContext(self.train_encoded, self.tok, self.s.seed, self.tok.pad_token_id, self.device,
                             self._log, f"attack {attack_id}")
         with self.provenance.stage(f"attack_{attack_id}"):
             attacked, view = attack.apply(ctx, copy.deepcopy(unlearned) if attack.changes_weights else unlearned)
-        self._evaluate(attack_id, attacked, view)
+        self._evaluate(attack_id, attacked, view, timed=(f"attack_{attack_id}",))
 
     def _finish(self, model) -> None:
+        """Saved model, plots and the logger's summary, then results.json (last), then the checkpoint goes."""
         if self.s.save_model:  # in the dtype it was loaded in (training may have kept fp32 masters)
             self.outputs.save_model(model.to(models.DTYPES[self.c.model.dtype]), self.tok)
+        self.logger.summary(self.metrics, images=self.outputs.plots(self.metrics, self.artifacts))
         self.outputs.results("complete", self.metrics, self.provenance.as_dict())
         if self.main:
             checkpoint.clear(self.s.run_dir)
-        self.logger.summary(self.metrics, images=self.outputs.plots(self.metrics, self.artifacts))
 
 
 def run(cfg: DictConfig, sweep_dir: Optional[str] = None) -> Path:

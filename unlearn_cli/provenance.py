@@ -57,11 +57,27 @@ class Provenance:
 
     @contextmanager
     def stage(self, name: str):
+        """Time stage ``name``; an interruption (Ctrl-C, SIGTERM) leaving it carries its name (``.stage``)."""
         start = time.perf_counter()
         try:
             yield
+        except BaseException as err:
+            if not isinstance(err, Exception) and getattr(err, "stage", None) is None:
+                err.stage = name
+            raise
         finally:
             self.data["stage_seconds"][name] = round(time.perf_counter() - start, 3)
+
+    def seconds(self, *names: str) -> Dict[str, float]:
+        """The recorded wall times of the stages ``names`` (those that ran)."""
+        return {n: self.data["stage_seconds"][n] for n in names if n in self.data["stage_seconds"]}
+
+    def restored(self, stage: str, seconds: Dict[str, float], extra: dict) -> None:
+        """A stage read back from an interrupted attempt: its wall times and provenance entries, and its name in
+        ``resumed_stages``."""
+        self.data["stage_seconds"].update(seconds)
+        self.data.update(extra)
+        self.data.setdefault("resumed_stages", []).append(stage)
 
     def set(self, key: str, value) -> None:
         self.data[key] = value

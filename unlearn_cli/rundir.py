@@ -8,6 +8,7 @@ from typing import Optional
 
 from omegaconf import DictConfig, OmegaConf
 
+from unlearn_cli import stage_records
 from unlearn_cli.errors import UserError
 from unlearn_cli.files import stable_hash, without
 
@@ -33,20 +34,33 @@ def resolve(cfg: DictConfig, sweep_dir: Optional[str]) -> Path:
     return root / run_name(cfg)
 
 
-def finished(run_dir: Path) -> bool:
-    path = run_dir / "results.json"
-    if not path.exists():
-        return False
+def _results(run_dir: Path) -> dict:
     try:
-        return json.loads(path.read_text()).get("status") == "complete"
+        return json.loads((Path(run_dir) / "results.json").read_text())
     except (OSError, ValueError):
-        return False
+        return {}
 
 
-def claim(run_dir: Path, overwrite: bool, create: bool = True) -> None:
-    """Create the run dir; refuse one holding a finished run unless ``overwrite``."""
-    if finished(run_dir) and not overwrite:
-        raise UserError(f"output dir '{run_dir}' already holds a finished run; pass overwrite=true to replace it "
-                        f"or output_dir=<new dir> to keep it")
+def finished(run_dir: Path) -> bool:
+    return _results(run_dir).get("status") == "complete"
+
+
+def claim(run_dir: Path, overwrite: bool, config_hash: str, create: bool = True) -> str:
+    """What to do with ``run_dir`` for a run of ``config_hash``: ``"complete"`` (this config's run finished there:
+    nothing to redo), ``"resume"`` (finished stages or a checkpoint of this config are there) or ``"fresh"``
+    (nothing of it; with ``overwrite`` whatever is there is replaced). A finished or unfinished run of another
+    config is refused unless ``overwrite``. Creates the directory when ``create``."""
+    results = _results(run_dir)
+    others = stage_records.hashes(run_dir) - {config_hash}
+    if not overwrite and results.get("status") == "complete":
+        if results.get("config_hash") == config_hash:
+            return "complete"
+        raise UserError(f"output dir '{run_dir}' already holds a finished run of another config; pass "
+                        f"overwrite=true to replace it or output_dir=<new dir> to keep it")
+    if not overwrite and others:
+        raise UserError(f"output dir '{run_dir}' holds an unfinished run of another config; pass overwrite=true to "
+                        f"replace it or output_dir=<new dir> to keep it")
     if create:
         run_dir.mkdir(parents=True, exist_ok=True)
+    resumable = not overwrite and (config_hash in stage_records.hashes(run_dir) or (run_dir / "checkpoint").exists())
+    return "resume" if resumable else "fresh"

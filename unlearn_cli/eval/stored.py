@@ -1,8 +1,10 @@
-"""A stage of an earlier run read back from its ``examples/<stage>.jsonl``: a baseline without re-evaluation.
+"""A finished stage read back from its record and ``examples/<stage>.jsonl``: a baseline without re-evaluation.
 
 ``oracle_results=<run dir>`` gives every stage of a run the oracle of an earlier run with the same
 benchmark, evaluation and prompt settings: the oracle's evaluation is the same for every method of a
-sweep, so it is evaluated once. ``StoredStage`` offers the typed accessors a frozen ``StageScorer``
+sweep, so it is evaluated once. A resumed run reads its own finished oracle and target stages the same way.
+Both go through the stage record (``unlearn_cli.stage_records``), which vouches for the rows' size and
+checksum. ``StoredStage`` offers the typed accessors a frozen ``StageScorer``
 offers (``truth_ratios``, ``normalised_probs``, ``mia_scores``, ``mia_auc``), computed from the stored
 per-item values (JSON floats round-trip exactly, so the numbers equal a re-evaluation's).
 """
@@ -16,6 +18,7 @@ from typing import Dict, List
 import numpy as np
 from omegaconf import OmegaConf
 
+from unlearn_cli import stage_records
 from unlearn_cli.errors import UserError
 from unlearn_cli.eval import stats
 from unlearn_cli.eval.examples import mia_name
@@ -83,16 +86,23 @@ def check_compatible(run_dir: Path, config: dict) -> dict:
     return earlier
 
 
+def from_record(run_dir: Path, record: dict) -> StoredStage:
+    """The stored stage of a (verified) stage record of ``run_dir``."""
+    rows_path = Path(run_dir) / "examples" / f"{record['stage']}.jsonl"
+    rows = [json.loads(line) for line in rows_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return StoredStage(record["stage"], rows, rows_path)
+
+
 def load(run_dir: Path, config: dict, stage: str = "oracle") -> "tuple[StoredStage, Dict[str, float]]":
-    """(the stored stage, its aggregates from results.json) of an earlier run compatible with ``config``."""
+    """(the stored stage, its aggregates) of an earlier run compatible with ``config``; one UserError naming the
+    entry when its record or rows are missing or damaged (they cannot be rebuilt from here)."""
     run_dir = Path(run_dir).expanduser()
     check_compatible(run_dir, config)
-    rows_path = run_dir / "examples" / f"{stage}.jsonl"
-    if not rows_path.is_file():
-        raise UserError(f"oracle_results: '{run_dir}' has no {rows_path.relative_to(run_dir)} (did that run "
-                        f"evaluate its {stage}?)")
-    rows = [json.loads(line) for line in rows_path.read_text(encoding="utf-8").splitlines() if line.strip()]
-    results = run_dir / "results.json"
-    metrics = json.loads(results.read_text()).get("metrics", {}) if results.is_file() else {}
-    values = {k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(f"{stage}/")}
-    return StoredStage(stage, rows, rows_path), values
+    record, problem = stage_records.read(run_dir, stage)
+    if problem is not None:
+        raise UserError(f"oracle_results: '{run_dir}' has a damaged {stage} stage ({problem}); re-run that run or "
+                        f"drop oracle_results to evaluate the oracle here")
+    if record is None:
+        raise UserError(f"oracle_results: '{run_dir}' has no finished {stage} stage "
+                        f"({stage_records.path(run_dir, stage).relative_to(run_dir)}; did that run evaluate it?)")
+    return from_record(run_dir, record), dict(record["metrics"])

@@ -9,12 +9,13 @@ from pathlib import Path
 from typing import Literal, Optional
 
 import torch
+from safetensors import SafetensorError
 from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, MistralConfig,
                           MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM)
 
+from unlearn_cli.bounds import PositiveInt
 from unlearn_cli.data.encoding import PromptFormat
 from unlearn_cli.errors import UserError
-from unlearn_cli.bounds import PositiveInt
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -116,14 +117,20 @@ def build_tiny(spec: ModelSpec, vocab: int, tokenizer, seed: int):
     return model.to(DTYPES[spec.dtype])
 
 
-def load_pretrained(path: str, spec: ModelSpec):
-    """Load model + tokenizer from a directory or hub id (safetensors only by default)."""
+def load_pretrained(path: str, spec: ModelSpec, key: str = "model.path"):
+    """Load model + tokenizer from a directory or hub id (safetensors only by default); a missing directory or
+    unreadable (truncated, damaged) weights are one UserError naming ``key`` and the path."""
     if os.path.sep in str(path) and not Path(path).exists():
-        raise UserError(f"model.path '{path}' does not exist")
+        raise UserError(f"{key} '{path}' does not exist")
     kwargs = dict(dtype=DTYPES[spec.dtype], trust_remote_code=spec.trust_remote_code, use_safetensors=True)
     if spec.attn_implementation:
         kwargs["attn_implementation"] = spec.attn_implementation
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    except (OSError, SafetensorError) as err:
+        detail = " ".join(str(err).split())
+        raise UserError(f"{key} '{path}': its weights cannot be loaded ({detail[:300]}); replace the damaged files "
+                        f"(a given checkpoint is not rebuilt)") from None
     tok = AutoTokenizer.from_pretrained(spec.tokenizer_path or path, trust_remote_code=spec.trust_remote_code)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token

@@ -3,15 +3,17 @@
 For ``model.kind=tiny`` (trained from scratch on any benchmark with forget and retain data) and for a
 pretrained base with ``prepare.finetune=true``; otherwise the run names its checkpoints. Artifacts are cached under ``<cache_dir>/prepared/<name>-<key>`` where
 the key hashes everything that determines them (benchmark settings, model spec, recipe, seed,
-role, recipe version); they are written to a temp dir and renamed into place, so a crash never
-leaves a half-written cache entry and concurrent sweep jobs cannot corrupt each other's.
+role, recipe version); they are written to a temp dir, sealed with a manifest of every file's size and
+checksum (``unlearn_cli.manifest``) and renamed into place, so a crash never leaves a half-written cache entry
+and concurrent sweep jobs cannot corrupt each other's. An entry that no longer matches its manifest
+(truncated, edited, half-deleted) is reported in one warning and rebuilt.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import shutil
-import tempfile
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -23,16 +25,31 @@ from unlearn_cli.data.encoding import encode_qa
 from unlearn_cli.data.items import TextWindows
 from unlearn_cli.data.tokenizer import train_bpe_tokenizer
 from unlearn_cli.errors import UserError
-from unlearn_cli.files import atomic_write_json, publish_dir, stable_hash
+from unlearn_cli import manifest
+from unlearn_cli.files import atomic_write_json, stable_hash
 from unlearn_cli.models import build as models
 from unlearn_cli.train.sft import finetune
 
 RECIPE_VERSION = 1
 TOKENIZER_VERSION = 2  # 2: encoding with add_special_tokens=True prepends <bos>, as Llama's does
 
+log = logging.getLogger("unlearn_cli")
+
 
 def _entry(cache_dir: Path, name: str, key_obj: dict) -> Path:
     return Path(cache_dir).expanduser() / "prepared" / f"{name}-{stable_hash(key_obj, 12)}"
+
+
+def _intact(final: Path) -> bool:
+    """Whether the cache entry ``final`` exists and matches its manifest; a damaged one is reported in one
+    warning line (the caller rebuilds it)."""
+    if not final.exists():
+        return False
+    problem = manifest.damage(final)
+    if problem is None:
+        return True
+    log.warning("cache entry %s is damaged (%s); rebuilding it", final, problem)
+    return False
 
 
 def tokenizer_for(cache_dir: Path, benchmark_key: dict, corpus, vocab_size: int) -> Path:
@@ -40,12 +57,15 @@ def tokenizer_for(cache_dir: Path, benchmark_key: dict, corpus, vocab_size: int)
     key = {"v": RECIPE_VERSION, "tokenizer_version": TOKENIZER_VERSION, "benchmark": benchmark_key,
            "vocab_size": vocab_size}
     final = _entry(cache_dir, f"{benchmark_key['name']}-tokenizer", key)
-    if not (final / "tokenizer.json").exists():
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
-        train_bpe_tokenizer(corpus, vocab_size).save_pretrained(tmp)
-        atomic_write_json(tmp / "prepared.json", key)
-        publish_dir(tmp, final)
+    if not _intact(final):
+        manifest.sweep_stale(final.parent)
+        tmp = manifest.temp_dir(final.parent)
+        try:
+            train_bpe_tokenizer(corpus, vocab_size).save_pretrained(tmp)
+            atomic_write_json(tmp / "prepared.json", key)
+            manifest.publish(tmp, final)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
@@ -63,7 +83,7 @@ def prepared_model(role: str, train_items: Dict[str, list], *, cache_dir: Path, 
     key = {"v": RECIPE_VERSION, "role": role, "benchmark": benchmark_key, "model": asdict(spec),
            "recipe": recipe, "seed": seed, "splits": sorted(train_items)}
     final = _entry(cache_dir, f"{benchmark_key['name']}-{role}", key)
-    if (final / "prepared.json").exists():
+    if _intact(final):
         return final
     model, tok = base()
     model.to(device)
@@ -72,13 +92,13 @@ def prepared_model(role: str, train_items: Dict[str, list], *, cache_dir: Path, 
     start = time.perf_counter()
     last = finetune(model, {"train": encoded}, train_settings, optimizer_spec, seed=seed,
                     pad_id=tok.pad_token_id, stage=f"prepare {role}", log=log, device=device)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=final.parent))
+    manifest.sweep_stale(final.parent)
+    tmp = manifest.temp_dir(final.parent)
     try:
         models.save(model.cpu().to(models.DTYPES[spec.dtype]), tok, tmp)  # in the dtype the run loads
         atomic_write_json(tmp / "prepared.json", {"key": key, "final_train": last,
                                                   "seconds": round(time.perf_counter() - start, 2)})
-        publish_dir(tmp, final)
+        manifest.publish(tmp, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return final
@@ -139,17 +159,17 @@ def target_and_oracle(data, spec: models.ModelSpec, benchmark, prepare, cache_di
     return target, oracle
 
 
-def load_model(path, spec: models.ModelSpec, device):
+def load_model(path, spec: models.ModelSpec, device, key: str = "model.path"):
     """(model on ``device`` in eval mode, tokenizer) of a prepared tiny model or of a pretrained (or
-    prepared pretrained) checkpoint."""
-    model, tok = load_prepared(path, spec) if spec.kind == "tiny" else models.load_pretrained(path, spec)
+    prepared pretrained) checkpoint (``key``: the setting that named it, for error messages)."""
+    model, tok = load_prepared(path, spec) if spec.kind == "tiny" else models.load_pretrained(path, spec, key)
     model.to(device).eval()
     return model, tok
 
 
 def load_oracle(path, spec: models.ModelSpec, target, device):
     """The oracle model at ``path``, scored with the target's tokenizer: UserError unless the vocabularies match."""
-    oracle, _ = load_model(path, spec, device)
+    oracle, _ = load_model(path, spec, device, "model.oracle_path")
     mine, theirs = oracle.get_input_embeddings().num_embeddings, target.get_input_embeddings().num_embeddings
     if mine != theirs:
         raise UserError(f"model.oracle_path '{path}' has a {mine}-token vocabulary, the target {theirs}; "

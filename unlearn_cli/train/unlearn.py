@@ -15,12 +15,14 @@ caller's check; batch sizes not divisible by the number of processes; the method
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional
 
 import torch
 
+from unlearn_cli import interrupts
 from unlearn_cli.data.encoding import EncodedQA
 from unlearn_cli.errors import UserError
 from unlearn_cli.models.build import frozen_copy
@@ -151,7 +153,8 @@ def run(u: Unlearning, *, log: Callable, device: torch.device, ckpt: Optional[Ch
     """Train ``u`` and return the unlearned model (on every rank; None on ranks > 0 after ZeRO).
 
     With ``ckpt`` a checkpoint of the same config is restored first (``on_resume(first_step)``) and
-    new ones are written every ``ckpt.every`` steps. After distributed training the full weights
+    new ones are written every ``ckpt.every`` steps and after the last step (so a run interrupted after
+    unlearning restores the unlearned weights instead of training again). After distributed training the full weights
     are gathered into ``reload()`` (a fresh model of the same architecture) on rank 0. Plug-ins are
     closed and every weight is trainable again afterwards, also on failure.
     """
@@ -164,15 +167,22 @@ def run(u: Unlearning, *, log: Callable, device: torch.device, ckpt: Optional[Ch
 
     def after_step(step: int) -> None:
         u.after_step(step)
-        if (ckpt is not None and ckpt.every and u.engine is None and ckpt.write and (step + 1) % ckpt.every == 0
-                and step + 1 < u.steps):
+        if ckpt is None or u.engine is not None:
+            return
+        requested = interrupts.checkpoint_requested()  # Slurm's SIGUSR2: checkpoint now, then requeue
+        due = ckpt.every and ((step + 1) % ckpt.every == 0 or step + 1 == u.steps)  # the last: no retraining later
+        if ckpt.write and (due or requested):
             checkpoint.save(ckpt.run_dir, step, u.model, u.optimizer, u.scheduler, u.stream, u.method,
                             ckpt.config_hash)
+        if requested:
+            interrupts.hand_over()
 
     model = u.model
+    waits = interrupts.training() if u.engine is None else contextlib.nullcontext()
     try:
-        train(u.wrapped, u.objective, u.stream, u.optimizer, u.settings, u.steps, stage="unlearn", log=log,
-              device=device, scheduler=u.scheduler, engine=u.engine, after_step=after_step, start_step=start)
+        with waits:
+            train(u.wrapped, u.objective, u.stream, u.optimizer, u.settings, u.steps, stage="unlearn", log=log,
+                  device=device, scheduler=u.scheduler, engine=u.engine, after_step=after_step, start_step=start)
         if u.wrapped is not u.model:
             model = _consolidate(u, reload)
     finally:
