@@ -12,6 +12,7 @@ import json
 import deepspeed  # noqa: F401 - the DeepSpeed path must be installed for these tests
 import pytest
 
+from _faults import logged, start, stop_when
 from conftest import read_results, run_cli
 
 STEPS = ["unlearn.steps=4", "skip=[eval_target,attack,eval_oracle]", "progress=false"]
@@ -54,3 +55,25 @@ def test_zero3_runs_with_a_sharded_reference(cache_dir, tmp_path):
     res = read_results(out)
     assert res["status"] == "complete" and 0.0 <= res["metrics"]["unlearned/forget_qa_acc"] <= 1.0
     assert len(_losses(out)) == 3
+
+
+def test_zero2_killed_mid_unlearning_resumes_from_its_checkpoint(cache_dir, tmp_path):
+    """SIGKILL every process of a 2-rank ZeRO-2 run (launcher, torchrun, ranks) mid-unlearning; the same command
+    restores the engine checkpoint (weights, partitioned optimizer, scheduler, RNG, stream position) and ends with
+    the metrics and the later losses of an uninterrupted 2-rank run."""
+    args = ["distributed=zero2", "distributed.nproc_per_node=2", "unlearn.steps=8", "checkpoint_every=2",
+            "skip=[eval_target,attack,eval_oracle]", "progress=false"]
+    whole = tmp_path / "whole"
+    run_cli(["run", *args, f"output_dir={whole}"], tmp_path, cache_dir)
+    cut = tmp_path / "cut"
+    proc = start(args, cut, cache_dir, tmp_path)
+    assert stop_when(proc, lambda: logged(cut, "unlearn", min_step=4), run_dir=cut)
+    assert (cut / "checkpoint" / "engine").is_dir() and not (cut / "results.json").exists()
+
+    run_cli(["run", *args, f"output_dir={cut}"], tmp_path, cache_dir)
+    prov = json.loads((cut / "provenance.json").read_text())
+    assert prov["resumed_from_step"] in (3, 5) and prov["world_size"] == 2
+    assert read_results(cut)["metrics"] == read_results(whole)["metrics"]
+    resumed = _losses(cut)[-(7 - prov["resumed_from_step"]):]  # the re-run's steps
+    assert resumed == _losses(whole)[prov["resumed_from_step"] + 1:]
+    assert not (cut / "checkpoint").exists()

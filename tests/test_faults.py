@@ -7,50 +7,19 @@ line with the command that resumes and exit 130 / 143."""
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 import pytest
 
+from _faults import logged, start, stop_when
 from conftest import read_results, run_cli
 
 ARGS = ["checkpoint_every=4", "progress=false"]
 
 
-def _start(run_dir: Path, cache: Path, cwd: Path) -> subprocess.Popen:
-    env = dict(os.environ, UNLEARN_CACHE_DIR=str(cache), WANDB_MODE="offline")
-    return subprocess.Popen([sys.executable, "-m", "unlearn_cli", "run", *ARGS, f"output_dir={run_dir}"], cwd=cwd,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-
-
-def _rows(run_dir: Path) -> list:
-    path = run_dir / "metrics.jsonl"
-    rows = []
-    for line in path.read_text().splitlines() if path.exists() else []:
-        try:
-            rows.append(json.loads(line))
-        except ValueError:  # a line being written
-            pass
-    return rows
-
-
-def _logged(run_dir: Path, stage: str, min_step: int = 0) -> bool:
-    return any(r.get("stage") == stage and r.get("step", 0) >= min_step for r in _rows(run_dir))
-
-
-def _stop_when(proc: subprocess.Popen, hit, sig=signal.SIGKILL, timeout: float = 600) -> bool:
-    """Send ``sig`` as soon as ``hit()`` holds; True if it held before the process ended on its own."""
-    deadline = time.time() + timeout
-    while proc.poll() is None and time.time() < deadline and not hit():
-        time.sleep(0.01)
-    held = proc.poll() is None
-    proc.send_signal(sig)
-    proc.wait(timeout=120)
-    return held
+def _start(run_dir: Path, cache: Path, cwd: Path):
+    return start(ARGS, run_dir, cache, cwd)
 
 
 @pytest.fixture(scope="module")
@@ -63,8 +32,8 @@ def reference(cache_dir, tmp_path_factory) -> dict:
 
 POINTS = {  # kill point -> (when to kill, the stages the re-run reads back)
     "eval_target": (lambda d: (d / "stages" / "oracle.json").exists(), {"oracle"}),
-    "unlearn": (lambda d: _logged(d, "unlearn", min_step=9), {"oracle", "target"}),
-    "attack": (lambda d: _logged(d, "attack relearn"), {"oracle", "target", "unlearned"}),
+    "unlearn": (lambda d: logged(d, "unlearn", min_step=9), {"oracle", "target"}),
+    "attack": (lambda d: logged(d, "attack relearn"), {"oracle", "target", "unlearned"}),
     "results": (lambda d: (d / "stages" / "relearn.json").exists(),
                 {"oracle", "target", "unlearn", "unlearned", "relearn"}),  # nothing left to train for
 }
@@ -74,7 +43,7 @@ POINTS = {  # kill point -> (when to kill, the stages the re-run reads back)
 def test_sigkill_then_the_same_command_completes_with_identical_metrics(point, reference, cache_dir, tmp_path):
     run_dir = tmp_path / "run"
     hit, restored = POINTS[point]
-    assert _stop_when(_start(run_dir, cache_dir, tmp_path), lambda: hit(run_dir)), f"the run ended before {point}"
+    assert stop_when(_start(run_dir, cache_dir, tmp_path), lambda: hit(run_dir)), f"the run ended before {point}"
     assert not (run_dir / "results.json").exists()
 
     run_cli(["run", *ARGS, f"output_dir={run_dir}"], tmp_path, cache_dir)
@@ -105,7 +74,7 @@ def test_a_finished_run_is_not_redone_and_another_config_is_refused(reference, c
 def test_killed_while_preparing_then_a_truncated_cache_entry_is_rebuilt(reference, tmp_path):
     cache = tmp_path / "cache"  # cold: the prepare stage trains the target and the oracle
     first = tmp_path / "first"
-    assert _stop_when(_start(first, cache, tmp_path), lambda: _logged(first, "prepare target", min_step=20))
+    assert stop_when(_start(first, cache, tmp_path), lambda: logged(first, "prepare target", min_step=20))
     assert not any((cache / "prepared").glob("*-target-*"))
     run_cli(["run", *ARGS, f"output_dir={first}"], tmp_path, cache)
     assert read_results(first)["metrics"] == reference
@@ -129,7 +98,7 @@ def test_killed_while_preparing_then_a_truncated_cache_entry_is_rebuilt(referenc
 def test_ctrl_c_and_sigterm_print_one_line_with_the_command_that_resumes(sig, code, cache_dir, tmp_path):
     run_dir = tmp_path / "run"
     proc = _start(run_dir, cache_dir, tmp_path)
-    assert _stop_when(proc, lambda: _logged(run_dir, "unlearn", min_step=5), sig=sig)
+    assert stop_when(proc, lambda: logged(run_dir, "unlearn", min_step=5), sig=sig)
     assert proc.returncode == code
     lines = [line for line in proc.stderr.read().splitlines() if line.strip()]
     assert len(lines) == 1, lines

@@ -6,16 +6,21 @@ job (every task of an array) one after the other, under a lock, so only one unle
 a time; it cannot run the job before returning, because submitit moves the job's pickle into
 place only once ``sbatch`` has printed the job id. ``srun`` drops its options, redirects to the
 ``--output``/``--error`` files (with ``%A %a %j %t`` filled in) and execs the command; ``sacct``
-answers in the ``--parsable2`` format submitit reads.
+answers in the ``--parsable2`` format submitit reads; ``scontrol requeue <id>`` makes the runner start that
+task again once it has exited (with ``SLURM_RESTART_COUNT`` counting the restarts), as Slurm does.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
+import subprocess
 import sys
+import time
 from pathlib import Path
 
+from _faults import logged
 from conftest import read_results, run_cli
 
 FAST = ["skip=[eval_target,attack,eval_oracle]", "progress=false", "unlearn.steps=3",
@@ -121,13 +126,20 @@ def run_job(job_id, sbatch_pid):
             err = Path(fill(str(opts.get("error", out)), env))
             for path in (out, err):
                 path.parent.mkdir(parents=True, exist_ok=True)
-            (JOBS / name).write_text("RUNNING")
-            start = time.time()
-            with open(out, "a") as o, open(err, "a") as e:
-                rc = subprocess.run(["bash", str(STATE / f"job_{job_id}.sh")], cwd=job["cwd"], env=env,
-                                    stdin=subprocess.DEVNULL, stdout=o, stderr=e).returncode
+            for restart in range(3):  # `scontrol requeue` runs the task again, as Slurm does after a preemption
+                env["SLURM_RESTART_COUNT"] = str(restart)
+                (JOBS / name).write_text("RUNNING")
+                start = time.time()
+                with open(out, "a") as o, open(err, "a") as e:
+                    rc = subprocess.run(["bash", str(STATE / f"job_{job_id}.sh")], cwd=job["cwd"], env=env,
+                                        stdin=subprocess.DEVNULL, stdout=o, stderr=e).returncode
+                requeued = (STATE / f"requeue_{env['SLURM_JOB_ID']}").exists()
+                record("runs", {"task": name, "rc": rc, "start": start, "end": time.time(), "requeued": requeued})
+                if not requeued:
+                    break
+                (STATE / f"requeue_{env['SLURM_JOB_ID']}").unlink()
+                (JOBS / name).write_text("PENDING")
             (JOBS / name).write_text("COMPLETED" if rc == 0 else "FAILED")
-            record("runs", {"task": name, "rc": rc, "start": start, "end": time.time()})
 
 
 SRUN_VALUE_OPTS = {"-o", "--output", "-e", "--error", "-n", "--ntasks", "-N", "--nodes", "-c", "--cpus-per-task",
@@ -196,7 +208,9 @@ def main():
         return srun(argv)
     if tool == "sacct":
         return sacct(argv)
-    record(tool, {"argv": argv})  # scancel, scontrol: recorded only
+    if tool == "scontrol" and argv[:1] == ["requeue"]:
+        (STATE / f"requeue_{argv[1]}").write_text("")
+    record(tool, {"argv": argv})  # scancel, scontrol: recorded (and a requeue marked for the runner)
 
 
 main()
@@ -279,3 +293,50 @@ def test_failed_slurm_job_fails_the_sweep(cache_dir, tmp_path):
     [run_dir] = (tmp_path / "outputs" / "multirun" / "sweep").glob("fictional-*")
     assert read_results(run_dir)["status"].startswith("failed")
     assert "hf_slurmsecret9" not in (tmp_path / "outputs" / "multirun" / "sweep" / "multirun.yaml").read_text()
+
+
+def _job_processes() -> list:
+    """Pids of the running submitit job processes (``python -m submitit.core._submit ...``)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and b"submitit.core._submit" in (entry / "cmdline").read_bytes():
+                pids.append(int(entry.name))
+        except OSError:
+            pass
+    return pids
+
+
+def test_usr2_checkpoints_requeues_and_the_requeued_job_resumes(cache_dir, tmp_path):
+    """Slurm's warning signal (USR2) to a job mid-unlearning: the step finishes, a checkpoint is written, submitit
+    re-pickles the job and calls ``scontrol requeue``; the job that runs again resumes from that checkpoint and
+    ends with the metrics of the same run left alone."""
+    env = fake_slurm(tmp_path)
+    state = Path(env["FAKE_SLURM_STATE"])
+    args = [*FAST, "method=ga", "unlearn.steps=400", "unlearn.log_every=1"]
+    alone = tmp_path / "alone"
+    run_cli(["run", *args, f"output_dir={alone}"], tmp_path, cache_dir)
+
+    proc = subprocess.Popen([sys.executable, "-m", "unlearn_cli", "run", "-m", "hydra/launcher=slurm", *args],
+                            cwd=tmp_path, env=dict(os.environ, UNLEARN_CACHE_DIR=str(cache_dir), WANDB_MODE="offline",
+                                                   **env), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    sweep = tmp_path / "outputs" / "multirun" / "sweep"
+    deadline = time.time() + 600
+    while time.time() < deadline and not any(logged(d, "unlearn", min_step=20) for d in sweep.glob("fictional-*")):
+        assert proc.poll() is None, proc.communicate()
+        time.sleep(0.05)
+    [job] = _job_processes()
+    os.kill(job, signal.SIGUSR2)
+    out, err = proc.communicate(timeout=900)
+    assert proc.returncode == 0, err[-3000:]
+
+    [run_dir] = sweep.glob("fictional-*")
+    runs = records(state, "runs")
+    assert [r["requeued"] for r in runs] == [True, False] and runs[1]["rc"] == 0, runs
+    assert [r["argv"][0] for r in records(state, "scontrol")] == ["requeue"]
+    prov = json.loads((run_dir / "provenance.json").read_text())
+    assert 20 <= prov["resumed_from_step"] < 399  # the checkpoint USR2 asked for, not one after the last step
+    assert read_results(run_dir)["status"] == "complete"
+    assert read_results(run_dir)["metrics"] == read_results(alone)["metrics"]
+    logs = "".join(p.read_text() for p in (sweep / ".submitit").glob("*/*_log.*"))
+    assert "Caught signal SIGUSR2" in logs and "Requeued job" in logs

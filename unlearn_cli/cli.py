@@ -163,7 +163,9 @@ def _task(cfg) -> None:
     from hydra.types import RunMode
 
     from unlearn_cli import pipeline
+    from unlearn_cli.train import distributed
 
+    interrupts.install()  # again inside a submitit job, chaining to its requeue handler
     hc = HydraConfig.get()
     multirun = hc.mode == RunMode.MULTIRUN
     sweep_dir = hc.sweep.dir if multirun else None
@@ -173,7 +175,8 @@ def _task(cfg) -> None:
             return
         pipeline.run(cfg, sweep_dir)
     except (KeyboardInterrupt, interrupts.Interrupted) as err:
-        print(f"error: {_interrupted(err, cfg, sweep_dir, list(hc.overrides.task))}", file=sys.stderr)
+        if distributed.is_main():  # rank 0 speaks for the ranks
+            print(f"error: {_interrupted(err, cfg, sweep_dir, list(hc.overrides.task))}", file=sys.stderr)
         raise SystemExit(interrupts.exit_code(err)) from None
     except UserError as err:
         if not multirun:
@@ -216,8 +219,6 @@ def _launch_distributed(cfg, overrides: List[str], sweep_dir) -> None:
     The ranks get the job's own overrides plus its run dir, so a sweep point keeps the dir it
     would have had; ``torchrun`` passes ranks through the environment (no ``--local_rank``).
     """
-    import subprocess
-
     from unlearn_cli import rundir
 
     run_dir = rundir.resolve(cfg, sweep_dir)
@@ -226,7 +227,10 @@ def _launch_distributed(cfg, overrides: List[str], sweep_dir) -> None:
            "-m", "unlearn_cli", "run", *[o for o in overrides if not o.startswith("output_dir=")],
            f"output_dir={run_dir}"]
     print(f"launching {n} processes: torchrun --standalone --nproc_per_node={n} -m unlearn_cli run ...", flush=True)
-    code = subprocess.run(cmd).returncode
+    try:
+        code = interrupts.run_ranks(cmd)
+    except interrupts.Interrupted as err:  # the ranks said what stopped and how to resume
+        raise SystemExit(interrupts.exit_code(err)) from None
     if code != 0:
         raise UserError(f"distributed run exited with code {code} (see the ranks' output above)")
 

@@ -187,7 +187,7 @@ class Run:
                                       self.c.optimizer, self.c.plugins, seed=self.s.seed + STAGE_SEEDS["unlearn"],
                                       pad_id=self.tok.pad_token_id, device=self.device,
                                       cache_reference=self.s.cache_reference, dist_spec=self.c.distributed)
-                ckpt = unlearn.Checkpointing(self.s.run_dir, self.s.config_hash, self.s.checkpoint_every, self.main)
+                ckpt = unlearn.Checkpointing(self.s.run_dir, self.s.config_hash, self.s.checkpoint_every)
                 model = unlearn.run(setup, log=self._log, device=self.device, ckpt=ckpt,
                                     reload=lambda: prepare.load_model(target, self.c.model, self.device)[0],
                                     on_resume=self._resumed)

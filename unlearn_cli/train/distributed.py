@@ -159,6 +159,16 @@ def all_finite(value: torch.Tensor) -> bool:
     return bool(ok.item() > 0)
 
 
+def any_rank(flag: bool) -> bool:
+    """Whether ``flag`` holds on some rank (one all-reduce when there are several; every rank must call it)."""
+    if world_size() == 1 or not dist.is_initialized():
+        return flag
+    dev = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
+    value = torch.tensor(float(flag), device=dev)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item() > 0)
+
+
 def mean_over_ranks(values: Dict[str, torch.Tensor]) -> Dict[str, float]:
     """Average scalar logs over ranks (one all-reduce), as floats."""
     keys = sorted(values)

@@ -40,9 +40,10 @@ from unlearn_cli.train.settings import TrainSettings, autocast_factory, make_sch
 Objective = Callable[[object, dict], tuple]  # (model, batch) -> (terms, logs)
 
 
-def _check_finite(value: torch.Tensor, what: str, stage: str, step: int) -> None:
-    """Raise on every rank if any rank sees a non-finite value (no rank may keep going alone)."""
-    if not distributed.all_finite(value):
+def _check_finite(value: torch.Tensor, what: str, stage: str, step: int, collective: bool) -> None:
+    """Raise on every rank if any rank sees a non-finite value (no rank may keep going alone): with
+    ``collective`` the ranks agree through one all-reduce."""
+    if not (distributed.all_finite(value) if collective else bool(torch.isfinite(value).all())):
         raise NonFiniteLossError(
             f"non-finite {what} at {stage} step {step}; stopped with the weights of step {step - 1}; "
             f"lower the learning rate or check the method's hyperparameters")
@@ -65,8 +66,10 @@ class StepClosure:
     """The objective of one optimisation step (see the module docstring for the contract)."""
 
     def __init__(self, model, objective: Objective, micro_batches: Sequence[dict], settings: TrainSettings,
-                 params: List[torch.nn.Parameter], *, stage: str, step: int, device: torch.device, engine=None):
+                 params: List[torch.nn.Parameter], *, stage: str, step: int, device: torch.device, engine=None,
+                 collective: bool = False):
         self.model, self.objective, self.micro = model, objective, list(micro_batches)
+        self.collective = collective
         self.settings, self.params, self.engine = settings, params, engine
         self.stage, self.step = stage, step
         self.device = device
@@ -87,7 +90,7 @@ class StepClosure:
                     parts, logs = self.objective(self.model, mb)
                 self.term_names = list(parts)
                 loss = sum_terms(parts, terms)
-                _check_finite(loss.detach(), "loss", self.stage, self.step)
+                _check_finite(loss.detach(), "loss", self.stage, self.step, self.collective)
                 if backward and self.engine is not None:
                     self.engine.backward(loss)  # the engine scales by 1/grad_accum and accumulates
                     self.engine.step()          # a real update only at the accumulation boundary
@@ -108,21 +111,23 @@ class StepClosure:
                 self.logs["grad_norm"] = torch.as_tensor(float(norm))
         elif self.settings.max_grad_norm:
             norm = torch.nn.utils.clip_grad_norm_(self.params, self.settings.max_grad_norm)
-            _check_finite(norm.detach(), "gradient norm", self.stage, self.step)
+            _check_finite(norm.detach(), "gradient norm", self.stage, self.step, self.collective)
             self.logs["grad_norm"] = norm.detach()
 
 
 def train(model, objective: Objective, stream: BatchStream, optimizer: torch.optim.Optimizer,
           settings: TrainSettings, steps: int, *, stage: str, log: Callable[[str, int, Dict[str, float]], None],
           device: torch.device, after_step: Optional[Callable[[int], None]] = None,
-          scheduler=None, engine=None, start_step: int = 0) -> Dict[str, float]:
+          scheduler=None, engine=None, start_step: int = 0, collective: bool = False) -> Dict[str, float]:
     """Run optimisation steps ``start_step..steps-1`` of ``objective(model, batch) -> (terms, logs)``.
 
     Returns the last step's logged values (with ``step_seconds``: the step's wall time, batches to
     ``after_step`` included). ``after_step(step)`` runs after each update (plug-ins,
     checkpoints). Raises ``NonFiniteLossError`` on NaN/inf, leaving weights at the last good step.
     With a DeepSpeed ``engine`` (``model`` is then the engine) the closure runs once per step and
-    the engine performs the update and the scheduler step.
+    the engine performs the update and the scheduler step. ``collective``: every rank runs this loop (data
+    parallel unlearning), so non-finite checks and logged values are reduced over the ranks; otherwise (the
+    prepare stage inside ``main_first``, attacks on rank 0) the loop is local to its process.
     """
     params = [p for p in model.parameters() if p.requires_grad]
     scheduler = scheduler or make_scheduler(optimizer, settings, steps)
@@ -134,7 +139,7 @@ def train(model, objective: Objective, stream: BatchStream, optimizer: torch.opt
             started = time.perf_counter()
             micro = [to_device(next(batches), device) for _ in range(settings.grad_accum)]
             closure = StepClosure(model, objective, micro, settings, params, stage=stage, step=step,
-                                  device=device, engine=engine)
+                                  device=device, engine=engine, collective=collective)
             if engine is not None:
                 loss = closure()
             else:
@@ -142,8 +147,8 @@ def train(model, objective: Objective, stream: BatchStream, optimizer: torch.opt
                 scheduler.step()
             if after_step is not None:
                 after_step(step)
-            values = distributed.mean_over_ranks({"loss": loss.detach(),
-                                                  **{k: v.detach() for k, v in closure.logs.items()}})
+            raw = {"loss": loss.detach(), **{k: v.detach() for k, v in closure.logs.items()}}
+            values = distributed.mean_over_ranks(raw) if collective else {k: float(v) for k, v in raw.items()}
             last = {"lr": scheduler.get_last_lr()[0], **values, "step_seconds": round(time.perf_counter() - started, 4)}
             if step % settings.log_every == 0 or step == steps - 1:
                 log(stage, step, last)

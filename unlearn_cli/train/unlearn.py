@@ -15,7 +15,6 @@ caller's check; batch sizes not divisible by the number of processes; the method
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Dict, Optional
@@ -140,12 +139,11 @@ def build(model, method, data, train_encoded: Dict[str, EncodedQA], encode: Call
 
 @dataclass
 class Checkpointing:
-    """Periodic checkpoints of a single-process / DDP run (``every`` steps, 0 = off) in ``run_dir``."""
+    """Checkpoints of the unlearning in ``run_dir`` every ``every`` steps (0 = only when Slurm's SIGUSR2 asks)."""
 
     run_dir: Path
     config_hash: str
     every: int = 0
-    write: bool = True  # rank 0 only
 
 
 def run(u: Unlearning, *, log: Callable, device: torch.device, ckpt: Optional[Checkpointing] = None,
@@ -154,35 +152,36 @@ def run(u: Unlearning, *, log: Callable, device: torch.device, ckpt: Optional[Ch
 
     With ``ckpt`` a checkpoint of the same config is restored first (``on_resume(first_step)``) and
     new ones are written every ``ckpt.every`` steps and after the last step (so a run interrupted after
-    unlearning restores the unlearned weights instead of training again). After distributed training the full weights
-    are gathered into ``reload()`` (a fresh model of the same architecture) on rank 0. Plug-ins are
-    closed and every weight is trainable again afterwards, also on failure.
+    unlearning restores the unlearned weights instead of training again), by every rank together (DDP and
+    DeepSpeed included). A SIGUSR2 on any rank makes all of them checkpoint after the current step and hand
+    over (Slurm requeue). After distributed training the full weights are gathered into ``reload()`` (a fresh
+    model of the same architecture) on rank 0. Plug-ins are closed and every weight is trainable again
+    afterwards, also on failure.
     """
     start = 0
-    state = checkpoint.load(ckpt.run_dir, ckpt.config_hash) if ckpt is not None and u.engine is None else None
+    state = checkpoint.load(ckpt.run_dir, ckpt.config_hash) if ckpt is not None else None
     if state is not None:
-        start = checkpoint.restore(ckpt.run_dir, state, u.model, u.optimizer, u.scheduler, u.stream, u.method)
+        start = checkpoint.restore(ckpt.run_dir, state, u)
         if on_resume is not None:
             on_resume(start)
 
     def after_step(step: int) -> None:
         u.after_step(step)
-        if ckpt is None or u.engine is not None:
+        if ckpt is None:
             return
-        requested = interrupts.checkpoint_requested()  # Slurm's SIGUSR2: checkpoint now, then requeue
+        requested = distributed.any_rank(interrupts.checkpoint_requested())  # Slurm's SIGUSR2: checkpoint, requeue
         due = ckpt.every and ((step + 1) % ckpt.every == 0 or step + 1 == u.steps)  # the last: no retraining later
-        if ckpt.write and (due or requested):
-            checkpoint.save(ckpt.run_dir, step, u.model, u.optimizer, u.scheduler, u.stream, u.method,
-                            ckpt.config_hash)
+        if due or requested:
+            checkpoint.save(ckpt.run_dir, step, u, ckpt.config_hash)
         if requested:
             interrupts.hand_over()
 
     model = u.model
-    waits = interrupts.training() if u.engine is None else contextlib.nullcontext()
     try:
-        with waits:
+        with interrupts.training():
             train(u.wrapped, u.objective, u.stream, u.optimizer, u.settings, u.steps, stage="unlearn", log=log,
-                  device=device, scheduler=u.scheduler, engine=u.engine, after_step=after_step, start_step=start)
+                  device=device, scheduler=u.scheduler, engine=u.engine, after_step=after_step, start_step=start,
+                  collective=True)
         if u.wrapped is not u.model:
             model = _consolidate(u, reload)
     finally:
