@@ -74,6 +74,24 @@ def test_an_oracle_of_another_vocabulary_is_refused(checkpoints, cache_dir, tmp_
     assert proc.returncode == 2 and "the oracle must share the target's tokenizer" in proc.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize("key", ["model.path", "model.oracle_path"])
+def test_a_truncated_pretrained_checkpoint_fails_in_one_line_naming_it(key, checkpoints, cache_dir, tmp_path):
+    """A given checkpoint cannot be rebuilt: damaged weights are one error naming the setting and the path."""
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(checkpoints["target" if key == "model.path" else "oracle"], broken)
+    weights = broken / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])
+    paths = {"model.path": checkpoints["target"], "model.oracle_path": checkpoints["oracle"], key: broken}
+    proc = run_cli(["run", *TOFU, *(f"{k}={v}" for k, v in paths.items()), f"output_dir={tmp_path / 'run'}"],
+                   tmp_path, cache_dir, expect_ok=False)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1, proc.stderr[-2000:]
+    assert lines[0].startswith(f"error: {key} '{broken}': its weights cannot be loaded")
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
 def test_a_stored_stage_answers_like_the_frozen_scorer(tmp_path):
     """examples/oracle.jsonl, recorded as the finished oracle stage, read back gives the very truth ratios, MIA scores and AUCs the oracle scorer memoised."""
     import contextlib
