@@ -14,6 +14,7 @@ import pytest
 
 from _faults import logged, start, stop_when
 from conftest import read_results, run_cli
+from unlearn_cli.registry import OPTIMIZERS
 
 STEPS = ["unlearn.steps=4", "skip=[eval_target,attack,eval_oracle]", "progress=false"]
 
@@ -77,3 +78,24 @@ def test_zero2_killed_mid_unlearning_resumes_from_its_checkpoint(cache_dir, tmp_
     resumed = _losses(cut)[-(7 - prov["resumed_from_step"]):]  # the re-run's steps
     assert resumed == _losses(whole)[prov["resumed_from_step"] + 1:]
     assert not (cut / "checkpoint").exists()
+
+
+def test_a_sign_optimizer_runs_as_a_deepspeed_client_optimizer(single, cache_dir, tmp_path):
+    """signadam (a custom torch optimizer) under ZeRO-2 follows its own 1-process trajectory: ZeRO hands it the
+    flat fp32 partitions, and the sign is element-wise."""
+    args = ["optimizer=signadam", *STEPS]
+    one, two = tmp_path / "one", tmp_path / "two"
+    run_cli(["run", *args, f"output_dir={one}"], tmp_path, cache_dir)
+    run_cli(["run", "distributed=zero2", "distributed.nproc_per_node=2", *args, f"output_dir={two}"], tmp_path,
+            cache_dir)
+    assert _losses(two) == pytest.approx(_losses(one), rel=1e-3)
+    assert _losses(one) != pytest.approx(_losses(single), rel=1e-6)  # it is not AdamW's trajectory
+
+
+@pytest.mark.parametrize("name", [n for n in OPTIMIZERS.names() if not OPTIMIZERS.get(n).first_order])
+def test_an_optimizer_that_reevaluates_the_loss_is_refused_under_deepspeed(name, cache_dir, tmp_path):
+    proc = run_cli(["run", "distributed=zero2", f"optimizer={name}", *STEPS, f"output_dir={tmp_path / 'r'}"],
+                   tmp_path, cache_dir, expect_ok=False)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 2 and len(lines) == 1
+    assert f"optimizer '{name}' re-evaluates the loss" in lines[0] and "distributed=ddp" in lines[0]
