@@ -72,17 +72,21 @@ def test_every_optimizer_lowers_the_objective_through_the_real_loop(name):
 
 @pytest.mark.parametrize("name", OPTIMIZERS.names())
 def test_every_optimizer_resumes_from_its_state_dict(name):
-    """A checkpointed optimizer continues exactly as the uninterrupted one (resume keeps the numbers)."""
+    """A checkpointed optimizer continues exactly as the uninterrupted one (resume keeps the numbers; the torch RNG,
+    which noisy optimizers draw from, is seeded per step as a restored checkpoint would set it)."""
     spec = make(OPTIMIZERS, {"name": name}, "optimizer")
     a = Quadratic()
     opt_a = spec.build([a.w], 0.01)
     for step in range(3):
+        torch.manual_seed(step)
         opt_a.step(_closure(a, step))
     b = Quadratic(a.w.detach().tolist())
     opt_b = spec.build([b.w], 0.01)
     opt_b.load_state_dict(copy.deepcopy(opt_a.state_dict()))
     for step in range(3, 6):
+        torch.manual_seed(step)
         opt_a.step(_closure(a, step))
+        torch.manual_seed(step)
         opt_b.step(_closure(b, step))
     assert b.w.detach().tolist() == a.w.detach().tolist()
 
@@ -175,3 +179,57 @@ def test_sophia_matches_a_hand_computed_step():
     assert ratio[0] == pytest.approx(1e-3 / 1.024e-3) and ratio[1] == pytest.approx(0.3 / (204.8 * 0.45))
     expected = [1.0 * 0.95 - 0.5 * ratio[0], -2.0 * 0.95 + 0.5 * ratio[1], 0.5 * 0.95]
     assert w.detach().tolist() == pytest.approx(expected, rel=1e-6)
+
+
+def test_sam_is_an_ascent_then_descent_step_with_the_retain_gradient_at_theta():
+    """forget = 1/2 (2 w0^2 + w1^2), retain = 0.5 (w0^2 + w1^2); SAM(rho 0.05) around SGD(lr 0.1) from w = (1, -2):
+    g1 = (2, -2), eps = 0.05 g1 / |g1|, g_f = grad forget(w + eps), g_r = grad retain(w) = w (not at w + eps)."""
+    w = torch.nn.Parameter(torch.tensor([1.0, -2.0]))
+    model = torch.nn.Module()
+    model.w = w
+
+    def objective(m, batch):
+        return {"forget": 0.5 * (2 * m.w[0] ** 2 + m.w[1] ** 2), "retain": 0.5 * (m.w ** 2).sum()}, {}
+
+    optimizer = make(OPTIMIZERS, {"name": "sam", "rho": 0.05, "base": {"name": "sgd"}}, "optimizer").build([w], 0.1)
+    closure = StepClosure(model, objective, [{}], TrainSettings(lr=0.1, precision="fp32", max_grad_norm=None), [w],
+                          stage="test", step=0, device=CPU)
+    loss = optimizer.step(closure)
+    theta = torch.tensor([1.0, -2.0])
+    g1 = torch.tensor([2.0, -2.0])
+    eps = 0.05 * g1 / g1.norm()
+    g_f = torch.tensor([2.0, 1.0]) * (theta + eps)
+    g_r = theta
+    expected = theta - 0.1 * (g_f + g_r)
+    assert w.detach().tolist() == pytest.approx(expected.tolist(), rel=1e-6)
+    assert w.detach().tolist() == pytest.approx([0.692929, -1.596464], abs=1e-6)  # the same, worked by hand
+    assert float(loss) == pytest.approx(0.5 * (2 + 4) + 0.5 * 5)  # both terms at theta
+
+
+def test_sam_without_a_retain_term_steps_on_the_shifted_forget_gradient_alone():
+    w = torch.nn.Parameter(torch.tensor([3.0, 4.0]))
+    model = torch.nn.Module()
+    model.w = w
+    optimizer = make(OPTIMIZERS, {"name": "sam", "rho": 0.5, "base": {"name": "sgd"}}, "optimizer").build([w], 1.0)
+    closure = StepClosure(model, lambda m, b: ({"forget": 0.5 * (m.w ** 2).sum()}, {}), [{}],
+                          TrainSettings(lr=1.0, precision="fp32", max_grad_norm=None), [w], stage="test", step=0,
+                          device=CPU)
+    optimizer.step(closure)
+    shifted = torch.tensor([3.0, 4.0]) * (1 + 0.5 / 5.0)  # g1 = w, |g1| = 5
+    assert w.detach().tolist() == pytest.approx((torch.tensor([3.0, 4.0]) - shifted).tolist(), rel=1e-6)
+
+
+def test_rs_averages_the_forget_gradient_over_gaussian_weight_noise():
+    """forget = 1/2 w^T A w, retain = b^T w; RS(sigma 0.3, n 3) around SGD(lr 0.1): g_f = A (theta + mean delta_i)
+    with the very draws the optimizer makes (torch's RNG from seed 5), g_r = b."""
+    model = Quadratic()
+    theta = model.w.detach().clone()
+    optimizer = make(OPTIMIZERS, {"name": "rs", "sigma": 0.3, "samples": 3, "base": {"name": "sgd"}},
+                     "optimizer").build([model.w], 0.1)
+    torch.manual_seed(5)
+    optimizer.step(_closure(model))
+    torch.manual_seed(5)
+    mean_noise = sum(torch.randn(3) * 0.3 for _ in range(3)) / 3
+    expected = theta - 0.1 * (A @ (theta + mean_noise) + B)
+    assert model.w.detach().tolist() == pytest.approx(expected.tolist(), rel=1e-5)
+    assert float(mean_noise.abs().max()) > 0.01  # the noise really moved the forget gradient
