@@ -82,3 +82,16 @@ def test_sweep_stale_removes_only_dead_processes_leftovers_of_this_host(tmp_path
         (tmp_path / name).mkdir()
     manifest.sweep_stale(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[2:])
+
+
+def test_an_untouched_entry_is_checked_without_reading_it_and_a_touched_one_is_checksummed(tmp_path, monkeypatch):
+    d = _entry(tmp_path / "e")
+    manifest.write(d)
+    real = manifest.sha256
+    read = []
+    monkeypatch.setattr(manifest, "sha256", lambda p: read.append(p.name) or real(p))
+    assert manifest.damage(d) is None and read == []  # sizes and modification times as recorded: a stat each
+    os.utime(d / "model.safetensors", ns=(1, 1))  # touched, same bytes: checksummed, still intact
+    assert manifest.damage(d) is None and read == ["model.safetensors"]
+    (d / "model.safetensors").write_bytes(b"v" * 100)
+    assert manifest.damage(d) == "model.safetensors does not match its checksum"

@@ -36,11 +36,15 @@ def sha256(path: Path) -> str:
 
 
 def entries(directory: Path, names: Optional[Iterable[str]] = None) -> Dict[str, dict]:
-    """``{relative path: {"size", "sha256"}}`` of the files below ``directory`` (or of ``names`` in it)."""
+    """``{relative path: {"size", "mtime_ns", "sha256"}}`` of the files below ``directory`` (or of ``names`` in it)."""
     directory = Path(directory)
     files = [directory / n for n in names] if names is not None else \
         sorted(p for p in directory.rglob("*") if p.is_file() and p.name != NAME)
-    return {str(p.relative_to(directory)): {"size": p.stat().st_size, "sha256": sha256(p)} for p in files}
+    out = {}
+    for p in files:
+        st = p.stat()
+        out[str(p.relative_to(directory))] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "sha256": sha256(p)}
+    return out
 
 
 def write(directory: Path, names: Optional[Iterable[str]] = None) -> None:
@@ -50,17 +54,20 @@ def write(directory: Path, names: Optional[Iterable[str]] = None) -> None:
 
 def check(directory: Path, files: Dict[str, dict]) -> Optional[str]:
     """None when every file of ``files`` (``entries``' form) is present below ``directory`` with its size and
-    checksum; otherwise what is wrong, in words (sizes are compared first, then checksums)."""
+    checksum; otherwise what is wrong, in words. Sizes are compared first; a file whose modification time is
+    still the one recorded is taken as written (so loading a multi-GB cached checkpoint costs a ``stat``, not a
+    full read, on every run); any other file is checksummed."""
     directory = Path(directory)
+    stats = {}
     for rel, want in files.items():
         file = directory / rel
         if not file.is_file():
             return f"{rel} is missing"
-        size = file.stat().st_size
-        if size != want["size"]:
-            return f"{rel} has {size} bytes, {want['size']} expected"
+        stats[rel] = file.stat()
+        if stats[rel].st_size != want["size"]:
+            return f"{rel} has {stats[rel].st_size} bytes, {want['size']} expected"
     for rel, want in files.items():
-        if sha256(directory / rel) != want["sha256"]:
+        if stats[rel].st_mtime_ns != want.get("mtime_ns") and sha256(directory / rel) != want["sha256"]:
             return f"{rel} does not match its checksum"
     return None
 
@@ -120,6 +127,20 @@ def locked(final: Path):
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+@contextlib.contextmanager
+def building(final: Path):
+    """Build the entry ``final`` in a fresh temp directory (yielded); when the block succeeds it is sealed and
+    published (:func:`publish`); the temp directory never outlives the block, and leftovers of dead builders on
+    this host are swept first."""
+    sweep_stale(final.parent)
+    tmp = temp_dir(final.parent)
+    try:
+        yield tmp
+        publish(tmp, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def publish(tmp: Path, final: Path) -> Path:

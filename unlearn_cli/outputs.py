@@ -18,6 +18,7 @@ from omegaconf import OmegaConf
 from unlearn_cli import rundir, stage_records
 from unlearn_cli.files import atomic_write_json, atomic_write_text, replace_dir
 from unlearn_cli.models import build as models
+from unlearn_cli.train import checkpoint
 
 log = logging.getLogger("unlearn_cli")
 
@@ -44,7 +45,7 @@ class RunOutputs:
         if state == "fresh":
             stage_records.clear(self.dir)
             shutil.rmtree(self.dir / "examples", ignore_errors=True)
-            shutil.rmtree(self.dir / "checkpoint", ignore_errors=True)
+            checkpoint.clear(self.dir)
         return state
 
     def results(self, status: str, metrics: Dict[str, float], provenance: dict) -> None:

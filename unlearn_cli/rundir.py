@@ -51,7 +51,8 @@ def claim(run_dir: Path, overwrite: bool, config_hash: str, create: bool = True)
     (nothing of it; with ``overwrite`` whatever is there is replaced). A finished or unfinished run of another
     config is refused unless ``overwrite``. Creates the directory when ``create``."""
     results = _results(run_dir)
-    others = stage_records.hashes(run_dir) - {config_hash}
+    recorded = stage_records.hashes(run_dir)
+    others = recorded - {config_hash}
     if not overwrite and results.get("status") == "complete":
         if results.get("config_hash") == config_hash:
             return "complete"
@@ -62,5 +63,5 @@ def claim(run_dir: Path, overwrite: bool, config_hash: str, create: bool = True)
                         f"replace it or output_dir=<new dir> to keep it")
     if create:
         run_dir.mkdir(parents=True, exist_ok=True)
-    resumable = not overwrite and (config_hash in stage_records.hashes(run_dir) or (run_dir / "checkpoint").exists())
+    resumable = not overwrite and (config_hash in recorded or (run_dir / "checkpoint").exists())
     return "resume" if resumable else "fresh"

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -58,14 +57,9 @@ def tokenizer_for(cache_dir: Path, benchmark_key: dict, corpus, vocab_size: int)
            "vocab_size": vocab_size}
     final = _entry(cache_dir, f"{benchmark_key['name']}-tokenizer", key)
     if not _intact(final):
-        manifest.sweep_stale(final.parent)
-        tmp = manifest.temp_dir(final.parent)
-        try:
+        with manifest.building(final) as tmp:
             train_bpe_tokenizer(corpus, vocab_size).save_pretrained(tmp)
             atomic_write_json(tmp / "prepared.json", key)
-            manifest.publish(tmp, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
@@ -92,15 +86,10 @@ def prepared_model(role: str, train_items: Dict[str, list], *, cache_dir: Path, 
     start = time.perf_counter()
     last = finetune(model, {"train": encoded}, train_settings, optimizer_spec, seed=seed,
                     pad_id=tok.pad_token_id, stage=f"prepare {role}", log=log, device=device)
-    manifest.sweep_stale(final.parent)
-    tmp = manifest.temp_dir(final.parent)
-    try:
+    with manifest.building(final) as tmp:
         models.save(model.cpu().to(models.DTYPES[spec.dtype]), tok, tmp)  # in the dtype the run loads
         atomic_write_json(tmp / "prepared.json", {"key": key, "final_train": last,
                                                   "seconds": round(time.perf_counter() - start, 2)})
-        manifest.publish(tmp, final)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
     return final
 
 
