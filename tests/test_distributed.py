@@ -19,9 +19,9 @@ from unlearn_cli.registry import OPTIMIZERS
 STEPS = ["unlearn.steps=4", "skip=[eval_target,attack,eval_oracle]", "progress=false"]
 
 
-def _losses(run_dir):
+def _losses(run_dir, key="loss"):
     rows = [json.loads(l) for l in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [r["loss"] for r in rows if r["stage"] == "unlearn"]
+    return [r[key] for r in rows if r["stage"] == "unlearn"]
 
 
 @pytest.fixture(scope="module")
@@ -92,10 +92,22 @@ def test_a_sign_optimizer_runs_as_a_deepspeed_client_optimizer(single, cache_dir
     assert _losses(one) != pytest.approx(_losses(single), rel=1e-6)  # it is not AdamW's trajectory
 
 
+def test_gradient_penalty_double_backprop_runs_data_parallel(cache_dir, tmp_path):
+    """gp's double back-prop through DDP (one all-reduce per backward) follows its 1-process trajectory, penalty
+    included: the first pass's all-reduced gradient sets the same direction u on both ranks."""
+    args = ["optimizer=gp", *STEPS]
+    one, two = tmp_path / "one", tmp_path / "two"
+    run_cli(["run", *args, f"output_dir={one}"], tmp_path, cache_dir)
+    run_cli(["run", "distributed=ddp", "distributed.nproc_per_node=2", *args, f"output_dir={two}"], tmp_path, cache_dir)
+    assert _losses(two) == pytest.approx(_losses(one), rel=1e-3)
+    assert _losses(two, "gp_penalty") == pytest.approx(_losses(one, "gp_penalty"), rel=1e-2)
+    assert min(_losses(one, "gp_penalty")) > 0
+
+
 @pytest.mark.parametrize("name", [n for n in OPTIMIZERS.names() if not OPTIMIZERS.get(n).first_order])
 def test_an_optimizer_that_reevaluates_the_loss_is_refused_under_deepspeed(name, cache_dir, tmp_path):
     proc = run_cli(["run", "distributed=zero2", f"optimizer={name}", *STEPS, f"output_dir={tmp_path / 'r'}"],
                    tmp_path, cache_dir, expect_ok=False)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1
-    assert f"optimizer '{name}' re-evaluates the loss" in lines[0] and "distributed=ddp" in lines[0]
+    assert f"optimizer '{name}' re-evaluates the loss or keeps weight state" in lines[0] and "distributed=ddp" in lines[0]

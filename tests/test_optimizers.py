@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from unlearn_cli.components import make
+from unlearn_cli.errors import UserError
 from unlearn_cli.optimizers import _zo
 from unlearn_cli.optimizers._compress import compress
 from unlearn_cli.registry import OPTIMIZERS
@@ -233,3 +234,162 @@ def test_rs_averages_the_forget_gradient_over_gaussian_weight_noise():
     expected = theta - 0.1 * (A @ (theta + mean_noise) + B)
     assert model.w.detach().tolist() == pytest.approx(expected.tolist(), rel=1e-5)
     assert float(mean_noise.abs().max()) > 0.01  # the noise really moved the forget gradient
+
+
+def _quartic(model, batch):
+    """forget = c * (sum w^4 / 4 + w0 w1 w2) (c from the micro-batch, default 1), retain = b^T w: a forget term whose
+    Hessian varies with w, so curvature penalties have a non-zero gradient."""
+    w, c = model.w, batch.get("c", 1.0)
+    return {"forget": c * ((w ** 4).sum() / 4 + w[0] * w[1] * w[2]), "retain": B @ w}, {}
+
+
+def _forget_grad(w: torch.Tensor) -> torch.Tensor:
+    return w ** 3 + torch.stack([w[1] * w[2], w[0] * w[2], w[0] * w[1]])
+
+
+def _fd_gradient(f, w: torch.Tensor, eps: float = 1e-4) -> torch.Tensor:
+    """Central finite differences of the scalar ``f`` at ``w`` (float64)."""
+    out = torch.zeros_like(w)
+    for i in range(len(w)):
+        e = torch.zeros_like(w)
+        e[i] = eps
+        out[i] = (f(w + e) - f(w - e)) / (2 * eps)
+    return out
+
+
+def _one_sgd_step(section, objective, micro, w0=(0.8, -0.6, 1.1)):
+    """One step of ``section`` around SGD at lr 1 from ``w0``: returns (theta - theta', logged values)."""
+    model = Quadratic(w0)
+    theta = model.w.detach().clone()
+    optimizer = make(OPTIMIZERS, {**section, "base": {"name": "sgd"}}, "optimizer").build([model.w], 1.0)
+    closure = StepClosure(model, objective, micro, TrainSettings(lr=1.0, precision="fp32", max_grad_norm=None,
+                                                                 grad_accum=len(micro)), [model.w], stage="test",
+                          step=0, device=CPU)
+    loss = optimizer.step(closure)
+    return (theta - model.w.detach()).double(), theta.double(), closure.logs, loss
+
+
+def test_gp_penalty_gradient_is_real_double_backprop_checked_by_finite_differences():
+    """GP(rho 0.7) around SGD(lr 1), two micro-batches weighting the forget term by 1 and 3 (accumulated: the step's
+    forget gradient is 2 grad f): the update is grad(2 f + rho ||2 grad f||) + b, the penalty's part checked against
+    central differences of rho ||2 grad f|| and non-zero."""
+    rho = 0.7
+    delta, theta, logs, loss = _one_sgd_step({"name": "gp", "rho": rho}, _quartic, [{"c": 1.0}, {"c": 3.0}])
+    penalty = _fd_gradient(lambda w: rho * (2 * _forget_grad(w)).norm(), theta)
+    assert float(penalty.norm()) > 0.1
+    expected = 2 * _forget_grad(theta) + penalty + B.double()
+    assert delta.tolist() == pytest.approx(expected.tolist(), rel=1e-4, abs=1e-6)
+    assert float(logs["gp_penalty"]) == pytest.approx(float(rho * (2 * _forget_grad(theta)).norm()), rel=1e-5)
+    f = float((theta ** 4).sum() / 4 + theta.prod())
+    assert float(loss) == pytest.approx(2 * f + float(logs["gp_penalty"]) + float(B.double() @ theta), rel=1e-5)
+
+
+def test_cr_penalty_gradient_flows_through_both_gradients_checked_by_finite_differences():
+    """CR(rho 0.5, h 0.1) around SGD(lr 1): with v = grad f(theta) / |grad f(theta)| held fixed, the update is
+    grad f + b + grad_w [rho ||grad f(w + h v) - grad f(w)||] at theta, the last part by central differences."""
+    rho, h = 0.5, 0.1
+    delta, theta, logs, loss = _one_sgd_step({"name": "cr", "rho": rho, "h": h}, _quartic, [{}])
+    v = _forget_grad(theta) / _forget_grad(theta).norm()
+    penalty_value = lambda w: rho * (_forget_grad(w + h * v) - _forget_grad(w)).norm()  # noqa: E731
+    penalty = _fd_gradient(penalty_value, theta)
+    assert float(penalty.norm()) > 0.05
+    expected = _forget_grad(theta) + B.double() + penalty
+    assert delta.tolist() == pytest.approx(expected.tolist(), rel=1e-4, abs=1e-6)
+    assert float(logs["cr_penalty"]) == pytest.approx(float(penalty_value(theta)), rel=1e-5)
+    f = float((theta ** 4).sum() / 4 + theta.prod())
+    assert float(loss) == pytest.approx(f + float(B.double() @ theta) + float(penalty_value(theta)), rel=1e-5)
+
+
+def test_cr_penalty_has_no_gradient_on_a_quadratic():
+    """On a quadratic the finite difference A (h v) does not depend on theta: CR's step is the plain step."""
+    delta, theta, logs, _ = _one_sgd_step({"name": "cr", "rho": 5.0, "h": 0.1}, quadratic, [{}])
+    assert float(logs["cr_penalty"]) > 0.1
+    assert delta.tolist() == pytest.approx((A.double() @ theta + B.double()).tolist(), abs=1e-5)
+
+
+def test_wa_is_the_mean_of_its_snapshots_and_becomes_the_weights_at_the_end():
+    """WA(start 3, every 2) around SGD for 8 steps averages the weights after updates 3, 5, 7 (1-based); the loop
+    loads the average when training ends."""
+    plain = Quadratic()
+    sgd = make(OPTIMIZERS, {"name": "sgd"}, "optimizer").build([plain.w], 0.05)
+    snapshots = []
+    for step in range(8):
+        sgd.step(_closure(plain, step))
+        if step + 1 in (3, 5, 7):
+            snapshots.append(plain.w.detach().clone())
+    model = Quadratic()
+    optimizer = make(OPTIMIZERS, {"name": "wa", "start": 3, "every": 2, "base": {"name": "sgd"}},
+                     "optimizer").build([model.w], 0.05)
+    last = train(model, quadratic, _NoData(), optimizer, TrainSettings(lr=0.05, precision="fp32", max_grad_norm=None),
+                 8, stage="test", log=lambda *a: None, device=CPU)
+    assert last["wa_snapshots"] == 3
+    assert model.w.detach().tolist() == pytest.approx((sum(snapshots) / 3).tolist(), rel=1e-6)
+    assert model.w.detach().tolist() != pytest.approx(plain.w.detach().tolist(), rel=1e-3)
+
+
+def test_wa_refuses_a_run_shorter_than_its_start():
+    spec = make(OPTIMIZERS, {"name": "wa", "start": 40}, "optimizer")
+    spec.check_steps(40)
+    with pytest.raises(UserError, match=r"^optimizer.start=40: .*\(32 steps\); set optimizer.start <= 32$"):
+        spec.check_steps(32)
+
+
+@pytest.mark.parametrize("wrapper", ["sam", "rs", "gp", "cr"])
+def test_gradient_wrappers_refuse_a_zeroth_order_base(wrapper):
+    with pytest.raises(UserError, match=f"optimizer '{wrapper}' .* not 'zo_sgd'"):
+        make(OPTIMIZERS, {"name": wrapper, "base": {"name": "zo_sgd"}}, "optimizer")
+
+
+def _phases(section, steps):
+    model = Quadratic()
+    optimizer = make(OPTIMIZERS, section, "optimizer").build([model.w], 0.05)
+    phases = []
+    for step in range(steps):
+        closure = _closure(model, step)
+        optimizer.step(closure)
+        phases.append("+".join(k[:2] for k in ("fo_loss", "zo_loss") if k in closure.logs))
+    return phases
+
+
+def test_hybrid_follows_its_schedules():
+    assert _phases({"name": "hybrid", "schedule": "alternate"}, 5) == ["fo", "zo", "fo", "zo", "fo"]
+    assert _phases({"name": "hybrid", "schedule": "periodic", "period": 2}, 6) == ["fo", "fo", "zo"] * 2
+    assert _phases({"name": "hybrid", "schedule": "split"}, 2) == ["fo+zo"] * 2
+
+
+def test_hybrid_steps_are_the_first_and_zeroth_order_steps_they_claim():
+    """alternate with fo=sgd (lr 0.1) and zo=zo_sgd (zo_lr 0.05): step 0 is the SGD step, step 1 a fresh zo_sgd's
+    first step; split: theta - 0.05 g_hat(forget alone) - 0.1 grad retain, both at theta."""
+    section = {"name": "hybrid", "fo": {"name": "sgd"}, "zo": {"name": "zo_sgd", "mu": 0.01}, "zo_lr": 0.05}
+    model = Quadratic()
+    hybrid = make(OPTIMIZERS, section, "optimizer").build([model.w], 0.1)
+    theta = model.w.detach().clone()
+    hybrid.step(_closure(model, 0))
+    after_fo = theta - 0.1 * true_gradient(theta)
+    assert model.w.detach().tolist() == pytest.approx(after_fo.tolist(), rel=1e-6)
+    hybrid.step(_closure(model, 1))
+    ref = Quadratic(after_fo.tolist())
+    make(OPTIMIZERS, section["zo"], "optimizer").build([ref.w], 0.05).step(_closure(ref))
+    assert model.w.detach().tolist() == pytest.approx(ref.w.detach().tolist(), abs=1e-5)  # fp32 difference quotient
+
+    model = Quadratic()
+    split = make(OPTIMIZERS, {**section, "schedule": "split"}, "optimizer").build([model.w], 0.1)
+    split.step(_closure(model))
+    forget_only = Quadratic()
+    zo = make(OPTIMIZERS, section["zo"], "optimizer").build([forget_only.w], 0.05)
+    zo.step(StepClosure(forget_only, lambda m, b: ({"forget": quadratic(m, b)[0]["forget"]}, {}), [{}],
+                        TrainSettings(lr=0.05, precision="fp32", max_grad_norm=None), [forget_only.w], stage="test",
+                        step=0, device=CPU))
+    expected = forget_only.w.detach() - 0.1 * B
+    assert model.w.detach().tolist() == pytest.approx(expected.tolist(), abs=1e-5)
+
+
+def test_hybrid_split_refuses_a_method_without_other_terms():
+    model = Quadratic()
+    optimizer = make(OPTIMIZERS, {"name": "hybrid", "schedule": "split"}, "optimizer").build([model.w], 0.1)
+    closure = StepClosure(model, lambda m, b: ({"forget": (m.w ** 2).sum()}, {}), [{}],
+                          TrainSettings(lr=0.1, precision="fp32", max_grad_norm=None), [model.w], stage="test", step=0,
+                          device=CPU)
+    with pytest.raises(UserError, match="schedule=split .* has none"):
+        optimizer.step(closure)
+    assert model.w.detach().tolist() == [1.0, -1.5, 2.0]

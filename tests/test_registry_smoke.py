@@ -29,7 +29,9 @@ CONF = Path(__file__).resolve().parent.parent / "conf"
 
 
 def _yaml(group: str, name: str) -> dict:
-    return OmegaConf.to_container(OmegaConf.load(CONF / group / f"{name}.yaml"), resolve=True)
+    """The option's YAML, resolved as inside a run with seed 0 (a key may follow the run seed: ``${seed}``)."""
+    root = OmegaConf.create({"seed": 0, "section": OmegaConf.load(CONF / group / f"{name}.yaml")})
+    return OmegaConf.to_container(root, resolve=True)["section"]
 
 
 def _method(name: str):

@@ -9,12 +9,14 @@ from unlearn_cli.errors import UserError
 from unlearn_cli.report import pareto_front, report
 
 
-def _run(root, name, method, seed, forget, retain, relearn):
+def _run(root, name, method, seed, forget, retain, relearn, optimizer="{name: adamw}", lr=1e-4, extra=None):
     d = root / name
     d.mkdir(parents=True)
     (d / "config.yaml").write_text(f"benchmark: {{name: fictional}}\nmethod: {{name: {method}}}\n"
-                                   f"optimizer: {{name: adamw}}\nseed: {seed}\n")
-    metrics = {"unlearned/forget_qa_acc": forget, "unlearned/retain_qa_acc": retain, "relearn/forget_qa_acc": relearn}
+                                   f"optimizer: {optimizer}\nseed: {seed}\nunlearn: {{lr: {lr}}}\n"
+                                   f"output_dir: {name}\n")
+    metrics = {"unlearned/forget_qa_acc": forget, "unlearned/retain_qa_acc": retain, "relearn/forget_qa_acc": relearn,
+               **(extra or {})}
     (d / "results.json").write_text(json.dumps({"status": "complete", "metrics": metrics}))
 
 
@@ -42,3 +44,23 @@ def test_report_writes_table_csv_and_plots(tmp_path, capsys):
 def test_report_on_a_dir_without_runs_is_one_clear_error(tmp_path):
     with pytest.raises(UserError, match="no finished run"):
         report(tmp_path)
+
+
+def test_report_averages_each_configuration_over_its_seeds(tmp_path, capsys):
+    """Three seeds of SAM, two of AdamW, one AdamW run at another lr (its own configuration); mean and sample
+    standard deviation per stage; a second attack stage gets its own column."""
+    sam = "{name: sam, rho: 0.01, base: {name: adamw}}"
+    for seed, (f, r) in enumerate([(0.1, 0.2), (0.2, 0.4), (0.3, 0.9)]):
+        _run(tmp_path, f"sam{seed}", "simnpo", seed, f, 0.9, r, optimizer=sam, extra={"relearn_30/forget_qa_acc": 1.0})
+    _run(tmp_path, "adamw0", "simnpo", 0, 0.0, 1.0, 0.5)
+    _run(tmp_path, "adamw1", "simnpo", 1, 0.5, 0.8, 0.7)
+    _run(tmp_path, "adamw_lr", "simnpo", 0, 0.25, 0.7, 0.6, lr=1e-3)
+    report(tmp_path)
+    printed = capsys.readouterr().out
+    assert ("| benchmark | method | optimizer | n | unlearned/forget_qa_acc | relearn/forget_qa_acc | "
+            "relearn_30/forget_qa_acc | unlearned/retain_qa_acc |") in printed
+    assert "| fictional | simnpo | sam(adamw) | 3 | 0.200 ± 0.100 | 0.500 ± 0.361 | 1.000 ± 0.000 | 0.900 ± 0.000 |" \
+        in printed
+    assert "| fictional | simnpo | adamw | 2 | 0.250 ± 0.354 | 0.600 ± 0.141 |  | 0.900 ± 0.141 |" in printed
+    assert "| fictional | simnpo | adamw #2 | 1 | 0.250 ± 0.000 | 0.600 ± 0.000 |  | 0.700 ± 0.000 |" in printed
+    assert "0.200 ± 0.100" in (tmp_path / "report.md").read_text()

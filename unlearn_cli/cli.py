@@ -80,12 +80,22 @@ def _check_group_choices(overrides: List[str]) -> None:
 
 
 def _sweep_points(overrides: List[str], multirun: bool) -> List[List[str]]:
+    """The overrides of every point a multirun launches: a preset's ``hydra.sweeper.params`` first, the command
+    line's after them (a key given on both is swept by the command line, as Hydra's basic sweeper does)."""
     if not multirun:
         return [overrides]
+    from hydra import compose
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parsed = OverridesParser.create().parse_overrides(overrides)
+    parser = OverridesParser.create()
+    fixed = [o.input_line for o in parser.parse_overrides(overrides) if not o.is_sweep_override()]
+    try:
+        params = compose(config_name="config", overrides=fixed, return_hydra_config=True).hydra.sweeper.params or {}
+    except Exception:  # noqa: BLE001 - a composition error is reported for the point itself below
+        params = {}
+    preset = [f"{key}={value}" for key, value in params.items()]
+    parsed = parser.parse_overrides(preset + overrides)
     return [point for batch in BasicSweeper.split_arguments(parsed, None) for point in batch]
 
 
@@ -142,9 +152,9 @@ def validate(overrides: List[str], multirun: bool) -> int:
     progress.quiet_libraries()
     own = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
     _check_group_choices(own)
-    points = _sweep_points(own, multirun)
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
+        points = _sweep_points(own, multirun)
         for point in points:
             cfg = _compose_one(point)
             sweep_dir = f"{cfg.output_root}/multirun/{cfg.sweep_name}" if multirun else None

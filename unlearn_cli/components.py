@@ -27,6 +27,7 @@ from unlearn_cli.eval import stored
 from unlearn_cli.eval.decode import DecodeSettings
 from unlearn_cli.files import redact
 from unlearn_cli.models.build import ModelSpec
+from unlearn_cli.optimizers._wrapping import GRADIENT_BASES
 from unlearn_cli.registry import (ATTACKS, BENCHMARKS, BY_PROTOCOL, LOGGERS, METHODS, METRICS, OPTIMIZERS, PLUGINS,
                                   Registry)
 from unlearn_cli.train.distributed import DistributedSpec
@@ -238,8 +239,9 @@ def build(cfg: DictConfig, sweep_dir: Optional[str] = None) -> Plan:
     dist = settings_section(cfg, "distributed")
     optimizer = make(OPTIMIZERS, cfg.optimizer, "optimizer")
     if dist.kind == "deepspeed" and not optimizer.first_order:
-        raise UserError(f"optimizer '{cfg.optimizer.name}' re-evaluates the loss (step(closure)) and cannot run "
-                        f"under DeepSpeed; use distributed=ddp or distributed=none")
+        raise UserError(f"optimizer '{cfg.optimizer.name}' re-evaluates the loss or keeps weight state of its own "
+                        f"and cannot run under DeepSpeed (which steps first-order optimizers only: {GRADIENT_BASES}); "
+                        f"use distributed=ddp or distributed=none")
     if dist.kind == "deepspeed" and "bf16_pure" in (str(cfg.unlearn.get("precision")),):
         raise UserError("unlearn.precision=bf16_pure has no DeepSpeed equivalent (its bf16 mode keeps fp32 master "
                         "weights: use unlearn.precision=bf16)")

@@ -71,7 +71,9 @@ class OptimizerSpec(Protocol):
     The loop calls ``optimizer.step(closure)``; the closure (``train.loop.StepClosure``) evaluates all
     loss terms or a subset, with or without backward, so two-pass (SAM), forward-only (zeroth-order)
     and hybrid optimizers need no change to the loop. ``first_order`` optimizers take one gradient
-    per step and also run under DeepSpeed, whose engine then performs the update itself.
+    per step and also run under DeepSpeed, whose engine then performs the update itself. A torch optimizer
+    with a ``finish_training()`` method has it called once after the last step (weight averaging loads its
+    average there, so the average is what is evaluated and saved).
     """
 
     first_order: bool = True
@@ -79,6 +81,10 @@ class OptimizerSpec(Protocol):
     @abstractmethod
     def build(self, params, lr: float):
         """A ``torch.optim.Optimizer`` over ``params`` at learning rate ``lr``."""
+
+    def check_steps(self, steps: int) -> None:
+        """Raise a UserError before the first step when a run of ``steps`` steps does not fit the settings
+        (weight averaging that would start after the last step)."""
 
 
 class Attack(Protocol):

@@ -1,8 +1,11 @@
-"""``unlearn report DIR``: one table over every finished run below DIR, plus two plots.
+"""``unlearn report DIR``: one table over every finished run below DIR, a table over seeds, plus two plots.
 
 Writes ``report.md`` and ``report.csv`` (one row per run, one column per ``stage/metric``), a
 forget-vs-utility scatter with the Pareto front (``pareto.png``) and per-attack recovery bars
-(``attack_recovery.png``: how much of the forget metric each attack brings back).
+(``attack_recovery.png``: how much of the forget metric each attack brings back). Runs that differ only in
+their seeds (every key named ``seed`` or ``*_seed``) form one configuration; ``report.md`` and the printout add a table of each configuration's mean and
+sample standard deviation over its seeds: the forget metric after unlearning and after every attack stage,
+and the utility metric after unlearning.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import statistics
 from pathlib import Path
 from typing import Dict, List, Optional
 
@@ -20,6 +24,9 @@ from unlearn_cli.files import atomic_write_text
 from unlearn_cli.plots import pyplot, save_figure
 
 ID_COLUMNS = ("run", "benchmark", "method", "optimizer", "seed")
+NOT_CONFIGURATION = ("output_dir", "output_root", "sweep_name", "overwrite", "progress", "threads", "cache_dir", "logger",
+                     "checkpoint_every")  # what may differ between runs of one configuration, besides the seeds
+BASE_KEYS = ("base", "fo", "zo")  # nested optimizer sections a wrapper names in its label
 
 
 def collect(root: Path) -> List[Dict]:
@@ -38,13 +45,63 @@ def collect(root: Path) -> List[Dict]:
             "run": str(res.parent.relative_to(root)) if res.parent != root else res.parent.name,
             "benchmark": (cfg.get("benchmark") or {}).get("name", ""),
             "method": (cfg.get("method") or {}).get("name", ""),
-            "optimizer": (cfg.get("optimizer") or {}).get("name", ""),
+            "optimizer": optimizer_label(cfg.get("optimizer") or {}),
             "seed": cfg.get("seed", ""),
             "metrics": data.get("metrics", {}),
+            "configuration": json.dumps(_without_seeds({k: v for k, v in cfg.items() if k not in NOT_CONFIGURATION}),
+                                        sort_keys=True, default=str),
         })
     if not runs:
         raise UserError(f"report: no finished run (results.json with status complete) below '{root}'")
     return runs
+
+
+def _without_seeds(value):
+    """``value`` without the keys named ``seed`` or ``*_seed`` at any depth (the run seed, and settings such as a
+    zeroth-order optimizer's ``seed: ${seed}`` that follow it)."""
+    if isinstance(value, dict):
+        return {k: _without_seeds(v) for k, v in value.items() if not (k == "seed" or str(k).endswith("_seed"))}
+    if isinstance(value, list):
+        return [_without_seeds(v) for v in value]
+    return value
+
+
+def optimizer_label(section: Dict) -> str:
+    """``sam(adamw)``, ``hybrid(adamw,zo_sgd)``: an optimizer with the bases it wraps."""
+    bases = [optimizer_label(section[k]) for k in BASE_KEYS if isinstance(section.get(k), dict)]
+    return str(section.get("name", "")) + (f"({','.join(bases)})" if bases else "")
+
+
+def _mean_spread(values: List[float]) -> str:
+    if not values:
+        return ""
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.fmean(values):.3f} ± {spread:.3f}"
+
+
+def seed_table(runs: List[Dict], forget_metric: str, utility_metric: str) -> str:
+    """Markdown: one row per configuration (runs equal in everything but the seed), with ``n`` seeds and
+    ``mean ± sample std`` of ``<stage>/<forget_metric>`` for ``unlearned`` and each attack stage, and of
+    ``unlearned/<utility_metric>``."""
+    groups: Dict[str, List[Dict]] = {}
+    for run in runs:
+        groups.setdefault(run["configuration"], []).append(run)
+    stages = ["unlearned"] + sorted({k.split("/")[0] for r in runs for k in r["metrics"]
+                                     if k.endswith(f"/{forget_metric}")} - {"target", "unlearned", "oracle"})
+    head = ["benchmark", "method", "optimizer", "n"] + [f"{s}/{forget_metric}" for s in stages] + \
+        [f"unlearned/{utility_metric}"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    labels: Dict[str, int] = {}
+    for members in groups.values():
+        first = members[0]
+        label = f"{first['benchmark']}/{first['method']}/{first['optimizer']}"
+        labels[label] = labels.get(label, 0) + 1
+        name = first["optimizer"] + (f" #{labels[label]}" if labels[label] > 1 else "")
+        cells = [first["benchmark"], first["method"], name, str(len(members))]
+        for key in [f"{s}/{forget_metric}" for s in stages] + [f"unlearned/{utility_metric}"]:
+            cells.append(_mean_spread([r["metrics"][key] for r in members if key in r["metrics"]]))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def metric_columns(runs: List[Dict]) -> List[str]:
@@ -144,6 +201,7 @@ def report(root: Path, forget_metric: str = "forget_qa_acc", utility_metric: str
     runs = collect(root)
     cols = metric_columns(runs)
     md = to_markdown(runs, cols)
+    md += f"\nOver seeds (mean ± sample standard deviation):\n\n{seed_table(runs, forget_metric, utility_metric)}"
     atomic_write_text(root / "report.md", md)
     atomic_write_text(root / "report.csv", to_csv(runs, cols))
     print(md)

@@ -8,7 +8,8 @@ import torch
 
 from unlearn_cli.bounds import PositiveFloat
 from unlearn_cli.contracts import OptimizerSpec
-from unlearn_cli.optimizers._forget_smoothing import ForgetSmoothing
+from unlearn_cli.optimizers._forget_smoothing import ForgetSmoothing, unit
+from unlearn_cli.optimizers._wrapping import gradient_base
 from unlearn_cli.optimizers.adamw import AdamW
 from unlearn_cli.registry import OPTIMIZERS
 
@@ -17,18 +18,12 @@ class SAMOptimizer(ForgetSmoothing):
     """One step: ``g1 = grad L_f(theta)``; ``eps = rho g1 / ||g1||`` (global norm); ``g_f = grad L_f(theta + eps)``;
     weights restored; ``g_r = grad L_r(theta)`` (every other term); the base optimizer steps on ``g_f + g_r``."""
 
-    def __init__(self, params, base: torch.optim.Optimizer, rho: float):
-        super().__init__(params, base, dict(rho=rho))
-        self.rho = rho
+    name = "sam"
 
-    @torch.no_grad()
-    def step(self, closure=None):
-        if closure is None:
-            raise RuntimeError("sam needs the step closure (it evaluates the forget term at shifted weights)")
-        g1, forget = self.forget_gradient_at(closure, [None] * len(self.params))
-        norm = torch.sqrt(sum((g.float() ** 2).sum() for g in g1 if g is not None))
-        shifts = [None if g is None else (self.rho / (norm + 1e-12)) * g for g in g1]
-        g_forget, _ = self.forget_gradient_at(closure, shifts)
+    def update(self, closure):
+        g1, forget = self.forget_gradient_at(closure, [None] * len(self.params), clip=False)
+        shifts = [None if d is None else self.rho * d for d in unit(g1)]
+        g_forget, _ = self.forget_gradient_at(closure, shifts, clip=False)
         return self.finish(closure, g_forget, forget)
 
 
@@ -41,15 +36,14 @@ class SAM(OptimizerSpec):
     passes per step (two without a retain term). ``base`` is any first-order optimizer section
     (default ``adamw``); ``rho`` the radius (SMOOTH's WMDP NPO value 0.01). Where a method's forget term is not
     separable (RMU: its steering loss *is* the forget term) SAM acts on what the method names ``forget``.
-    Deviation: each of the two gradients is clipped to ``unlearn.max_grad_norm`` on its own (the closure clips),
-    where SMOOTH's trainer clips their sum."""
+    The sum ``g_f + g_r`` is clipped to ``unlearn.max_grad_norm`` once, as SMOOTH's trainer clips it."""
 
     first_order = False
 
     def __init__(self, base: Optional[OptimizerSpec] = None, rho: PositiveFloat = 0.01):
-        self.base = base if base is not None else AdamW()
+        self.base = gradient_base(base if base is not None else AdamW(), "sam")
         self.rho = rho
 
     def build(self, params, lr: float) -> torch.optim.Optimizer:
         params = list(params)
-        return SAMOptimizer(params, self.base.build(params, lr), self.rho)
+        return SAMOptimizer(params, self.base.build(params, lr), rho=self.rho)

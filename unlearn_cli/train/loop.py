@@ -12,7 +12,14 @@ terms an objective returns (``forget``, ``retain``, plug-in terms, ...):
 * ``closure(terms=["forget"])`` -- only those terms (SAM, randomized smoothing, gradient penalty
   and curvature wrappers perturb or penalise the forget term alone; the retain term is taken at theta);
 * ``closure(backward=False)`` -- forward only, under ``torch.no_grad``: no gradient is touched, the
-  loss is accumulated in fp32 (zeroth-order estimates take differences of such values).
+  loss is accumulated in fp32 (zeroth-order estimates take differences of such values); in data-parallel
+  unlearning it is averaged over the ranks, so every rank sees the global batch's loss and takes the same
+  zeroth-order step (backward evaluations are averaged by DDP's gradient all-reduce instead);
+* ``closure(transform={"forget": f})`` -- each micro-batch's ``forget`` term ``L`` is replaced by ``f(L)``
+  before the sum is back-propagated (the gradient penalty and curvature wrappers build ``f`` from
+  ``torch.autograd.grad(L, params, create_graph=True)``: double back-prop);
+* ``closure(clip=False)`` -- leave the accumulated gradient unclipped; a wrapper that adds gradients of
+  several evaluations clips their sum once with ``closure.clip_gradients()``.
 
 Every evaluation re-runs the forward at the current weights, so an optimizer may perturb the weights
 between calls and must restore them itself. ``closure.logs`` holds the last evaluation's logs.
@@ -45,7 +52,8 @@ def _check_finite(value: torch.Tensor, what: str, stage: str, step: int, collect
     ``collective`` the ranks agree through one all-reduce."""
     if not (distributed.all_finite(value) if collective else bool(torch.isfinite(value).all())):
         raise NonFiniteLossError(
-            f"non-finite {what} at {stage} step {step}; stopped with the weights of step {step - 1}; "
+            f"non-finite {what} at {stage} step {step}; stopped with the weights "
+            f"{f'of step {step - 1}' if step else 'it started from'}; "
             f"lower the learning rate or check the method's hyperparameters")
 
 
@@ -77,8 +85,12 @@ class StepClosure:
         self.logs: Dict[str, torch.Tensor] = {}
         self.term_names: List[str] = []
 
-    def __call__(self, terms: Optional[Iterable[str]] = None, backward: bool = True) -> torch.Tensor:
+    def __call__(self, terms: Optional[Iterable[str]] = None, backward: bool = True,
+                 transform: Optional[Dict[str, Callable[[torch.Tensor], torch.Tensor]]] = None,
+                 clip: bool = True) -> torch.Tensor:
         accum = self.settings.grad_accum
+        if transform and not backward:
+            raise ValueError("a loss-term transform needs backward=True (it differentiates the term)")
         if backward and self.engine is None:
             for p in self.params:  # gradients of this evaluation only (optimizers keep what they need)
                 p.grad = None
@@ -89,6 +101,10 @@ class StepClosure:
                 with self.autocast():
                     parts, logs = self.objective(self.model, mb)
                 self.term_names = list(parts)
+                for name, f in (transform or {}).items():
+                    if name not in parts:
+                        raise ValueError(f"loss term '{name}' is not among this objective's terms: {', '.join(parts)}")
+                    parts[name] = f(parts[name])
                 loss = sum_terms(parts, terms)
                 _check_finite(loss.detach(), "loss", self.stage, self.step, self.collective)
                 if backward and self.engine is not None:
@@ -99,12 +115,15 @@ class StepClosure:
                 total = total + loss.detach().float() / accum
                 for k, v in logs.items():
                     self.logs[k] = self.logs.get(k, 0.0) + v.float() / accum
-        if backward:
-            self._gradient_norm()
+        if backward and clip:
+            self.clip_gradients()
+        if not backward and self.collective:  # the global batch's loss: every rank takes the same ZO step
+            total = torch.tensor(distributed.mean_over_ranks({"loss": total})["loss"], device=self.device)
         return total
 
-    def _gradient_norm(self) -> None:
-        """Clip (plain path) and log the global gradient norm; the engine clips by itself."""
+    def clip_gradients(self) -> None:
+        """Clip the parameters' current gradients to ``max_grad_norm`` (plain path) and log the global norm (taken
+        before clipping); the engine clips by itself."""
         if self.engine is not None:
             norm = self.engine.get_global_grad_norm()
             if norm is not None:
@@ -153,5 +172,8 @@ def train(model, objective: Objective, stream: BatchStream, optimizer: torch.opt
             if step % settings.log_every == 0 or step == steps - 1:
                 log(stage, step, last)
             advance(1, loss=last["loss"])
+    finish = getattr(optimizer, "finish_training", None)  # weight averaging: the average becomes the weights
+    if finish is not None:
+        finish()
     model.eval()
     return last

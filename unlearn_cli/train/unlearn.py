@@ -112,6 +112,8 @@ def build(model, method, data, train_encoded: Dict[str, EncodedQA], encode: Call
     for name, size in sizes.items():
         if size % world:
             raise UserError(f"unlearn batch size {size} ({name}) must be divisible by the {world} processes")
+    steps = total_steps(settings, len(splits["forget"]), settings.batch_size)
+    optimizer_spec.check_steps(steps)
     extra = method.extra_splits(data, encode)
     splits.update(extra)
     reference = None
@@ -127,7 +129,6 @@ def build(model, method, data, train_encoded: Dict[str, EncodedQA], encode: Call
         plugin.setup(PluginContext(model, splits, settings, pad_id, device, autocast, reference))
     stream = BatchStream(splits, sizes, pad_id, seed, aligned={k: "forget" for k in extra},
                          shard=(distributed.rank(), world))
-    steps = total_steps(settings, len(splits["forget"]), settings.batch_size)
     optimizer = optimizer_spec.build([p for p in model.parameters() if p.requires_grad], settings.lr)
     scheduler = make_scheduler(optimizer, settings, steps,
                                steps_per_epoch(settings, len(splits["forget"]), settings.batch_size))
