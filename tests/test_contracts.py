@@ -61,6 +61,18 @@ def test_a_flag_must_be_a_bool():
                 return {}, {}
 
 
+def test_a_setting_that_would_shadow_a_protocol_member_is_refused():
+    """An attack setting called ``skip`` would set the protocol's "no stage at all" flag on the instance."""
+    with pytest.raises(TypeError, match=r"constructor parameter 'skip' would shadow the protocol's flag Attack.skip"):
+        @_registry(contracts.Attack).register("shadowy")
+        class Shadowy(contracts.Attack):
+            def __init__(self, skip=("lm_head",)):
+                self.skip = skip
+
+            def apply(self, ctx, model):
+                return model, None
+
+
 @pytest.mark.parametrize("kind", sorted(ALL))
 def test_every_registered_component_fulfils_its_protocol(kind):
     registry = ALL[kind]

@@ -115,7 +115,7 @@ def test_attack_keeps_its_contract(name):
     assert view is None or isinstance(view, PromptView)
     moved = changed(out, before)
     if attack.changes_weights:
-        assert moved == set(before), "a weight attack moves the weights"
+        assert moved, "a weight attack moves the weights"
     else:
         assert out is model and moved == set()
 

@@ -105,6 +105,9 @@ class Attack(Protocol):
     def apply(self, ctx, model) -> Tuple[Any, Any]:
         """``(attacked model, prompt view or None)``."""
 
+    def check(self, device) -> None:
+        """Raise a UserError before any stage runs when the attack cannot run on ``device`` (a CUDA-only backend)."""
+
 
 class Metric(Protocol):
     """An evaluation metric computed from a stage's shared ``eval.scorer.StageScorer``.
@@ -233,3 +236,6 @@ def check(cls: type, protocol: type, kind: str, name: str) -> None:
                 raise TypeError(f"{where}.{member} must accept ({', '.join(wanted)}), has ({', '.join(got)})")
         elif isinstance(default, bool) and not isinstance(own, bool):
             raise TypeError(f"{where}.{member} must be a bool flag, got {own!r}")
+        if isinstance(default, bool) and member in inspect.signature(cls.__init__).parameters:
+            raise TypeError(f"{where}: constructor parameter '{member}' would shadow the protocol's flag "
+                            f"{protocol.__name__}.{member}; rename the parameter")

@@ -59,6 +59,8 @@ class Run:
                 progress.console.print(f"already complete: {self.s.run_dir / 'results.json'} "
                                        f"(overwrite=true runs it again)")
                 return self.s.run_dir
+            for attack in self.c.attacks.values():  # before anything trains
+                attack.check(self.device)
             with self.provenance.stage("load_data"):
                 data = self.c.benchmark.load()
                 unlearn.check_data(data, self.c.method, self.s.method_name, self.s.benchmark_name)
