@@ -99,7 +99,7 @@ def child(size: str, name: str, steps: int, batch: int, seq: int) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--optimizers", default="adamw,zo_sgd,signadam,sam")
+    parser.add_argument("--optimizers", default="adamw,zo_sgd,signadam,sam,gp")
     parser.add_argument("--sizes", default="tiny,large")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--batch", type=int, default=4)
