@@ -214,7 +214,8 @@ class Run:
             return
         seed_everything(self.s.seed + STAGE_SEEDS["attack"])
         ctx = AttackContext(self.train_encoded, self.tok, self.s.seed, self.tok.pad_token_id, self.device,
-                            self._log, f"attack {attack_id}")
+                            self._log, f"attack {attack_id}",
+                            encode=lambda items: encode_qa(self.tok, items, self.format))
         with self.provenance.stage(f"attack_{attack_id}"):
             attacked, view = attack.apply(ctx, copy.deepcopy(unlearned) if attack.changes_weights else unlearned)
         self._evaluate(attack_id, attacked, view, timed=(f"attack_{attack_id}",))

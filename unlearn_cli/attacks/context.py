@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict
+from typing import Callable, Dict, Optional
 
 import torch
 
@@ -12,7 +12,8 @@ from unlearn_cli.data.encoding import EncodedQA
 
 @dataclass
 class AttackContext:
-    """The run's encoded training splits and tokenizer, the attack stage's seed, device and step log."""
+    """The run's encoded training splits and tokenizer, the attack stage's seed, device and step log; ``encode(items)``
+    tokenises other QA items in the run's prompt format (data an attack brings along)."""
 
     train_encoded: Dict[str, EncodedQA]
     tokenizer: object
@@ -21,3 +22,4 @@ class AttackContext:
     device: torch.device
     log: Callable[[str, int, dict], None]
     stage: str
+    encode: Optional[Callable] = None
