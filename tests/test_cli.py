@@ -32,7 +32,10 @@ def test_default_run_meets_the_acceptance_bars(default_run):
     assert m["oracle/forget_qa_acc"] <= 0.3
     assert "relearn/forget_qa_acc" in m
     assert all(isinstance(v, float) for v in m.values())
-    assert {k.split("/")[0] for k in m} == {"target", "unlearned", "relearn", "oracle"}
+    assert {k.split("/")[0] for k in m} == {"target", "unlearned", "relearn", "oracle", "worst"}
+    forget_side = sorted(k.split("/")[1] for k in m if k.startswith("target/forget"))
+    assert sorted(k.split("/")[1] for k in m if k.startswith("worst/")) == forget_side  # one entry each
+    assert m["worst/forget_qa_acc"] == m["relearn/forget_qa_acc"]  # the only attack is the worst case
     assert "forget_qa_acc" in proc.stdout  # the summary table
 
 
@@ -185,7 +188,7 @@ def test_attack_instances_are_stages_and_salun_is_a_plugin(cache_dir, tmp_path):
     run_cli(["run", "plugin=[salun]", "plugin.salun.sparsity=0.3", "+attack.relearn_2={name: relearn, steps: 2}",
              "skip=[eval_target,eval_oracle]", "progress=false", f"output_dir={out}"], tmp_path, cache_dir)
     m = read_results(out)["metrics"]
-    assert {k.split("/")[0] for k in m} == {"unlearned", "relearn", "relearn_2"}
+    assert {k.split("/")[0] for k in m} == {"unlearned", "relearn", "relearn_2"}  # no target: no worst case
     assert m["relearn/forget_answer_prob"] != m["relearn_2/forget_answer_prob"]  # 10 steps vs 2
     prov = json.loads((out / "provenance.json").read_text())
     assert {"attack_relearn", "attack_relearn_2", "eval_relearn", "eval_relearn_2"} <= set(prov["stage_seconds"])

@@ -50,6 +50,7 @@ def test_a_metric_instance_takes_its_name_from_the_id_unless_given():
     (["attack.relearn.optimizer=adamw"], "attack.relearn.optimizer must be a mapping with the optimizer's 'name'"),
     (["attack.relearn.optimizer.name=adamx"], "unknown optimizer 'adamx'; did you mean 'adamw'?"),
     (["+attack.unlearned={name: relearn}"], "attack id 'unlearned' is a stage name of its own"),
+    (["+attack.worst={name: relearn}"], "attack id 'worst' is a stage name of its own"),
     (["+attack.relearn_2={name: relearnn}"], "unknown attack 'relearnn'"),
     (["+eval.metrics.x={name: qa_ac}"], "unknown metric 'qa_ac'"),
     (["checkpoint_every=abc"], "checkpoint_every='abc': expected int >= 0 for the run settings"),

@@ -64,3 +64,15 @@ def test_report_averages_each_configuration_over_its_seeds(tmp_path, capsys):
     assert "| fictional | simnpo | adamw | 2 | 0.250 ± 0.354 | 0.600 ± 0.141 |  | 0.900 ± 0.141 |" in printed
     assert "| fictional | simnpo | adamw #2 | 1 | 0.250 ± 0.000 | 0.600 ± 0.000 |  | 0.700 ± 0.000 |" in printed
     assert "0.200 ± 0.100" in (tmp_path / "report.md").read_text()
+
+
+def test_the_seed_table_ranks_configurations_by_their_worst_case(tmp_path, capsys):
+    for seed, worst in enumerate([0.6, 0.8]):
+        _run(tmp_path, f"ga{seed}", "ga", seed, 0.1, 0.8, worst, extra={"worst/forget_qa_acc": worst})
+    for seed, worst in enumerate([0.2, 0.4]):
+        _run(tmp_path, f"npo{seed}", "npo", seed, 0.1, 0.9, worst, extra={"worst/forget_qa_acc": worst})
+    report(tmp_path)
+    table = capsys.readouterr().out.split("Over seeds")[1]
+    assert "| relearn/forget_qa_acc | worst/forget_qa_acc | unlearned/retain_qa_acc |" in table
+    assert table.index("| npo |") < table.index("| ga |")  # npo's worst case 0.3 beats ga's 0.7
+    assert "| fictional | npo | adamw | 2 | 0.100 ± 0.000 | 0.300 ± 0.141 | 0.300 ± 0.141 | 0.900 ± 0.000 |" in table

@@ -34,7 +34,7 @@ from unlearn_cli.train.distributed import DistributedSpec
 from unlearn_cli.train.settings import TrainSettings
 
 STAGES = ("eval_target", "unlearn", "eval_unlearned", "attack", "eval_oracle")
-RESERVED_STAGES = ("oracle", "target", "unlearned")
+RESERVED_STAGES = ("oracle", "target", "unlearned", "worst")
 INSTANCE_ID = re.compile(r"^[A-Za-z][A-Za-z0-9_@-]*$")
 
 

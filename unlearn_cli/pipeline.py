@@ -40,6 +40,7 @@ from unlearn_cli.seeding import STAGE_SEEDS, seed_everything
 from unlearn_cli.summary import print_summary
 from unlearn_cli.train import checkpoint, distributed, prepare, unlearn
 from unlearn_cli.train.settings import autocast_factory
+from unlearn_cli.worst_case import worst_case
 
 
 class Run:
@@ -63,6 +64,7 @@ class Run:
                 attack.check(self.device)
             with self.provenance.stage("load_data"):
                 data = self.c.benchmark.load()
+                self.forget_prefixes = data.forget_prefixes
                 unlearn.check_data(data, self.c.method, self.s.method_name, self.s.benchmark_name)
             with self.provenance.stage("prepare"), distributed.main_first():
                 target, oracle = prepare.target_and_oracle(
@@ -224,6 +226,11 @@ class Run:
         """Saved model, plots and the logger's summary, then results.json (last), then the checkpoint goes."""
         if self.s.save_model:  # in the dtype it was loaded in (training may have kept fp32 masters)
             self.outputs.save_model(model.to(models.DTYPES[self.c.model.dtype]), self.tok)
+        worst, sources = worst_case(self.metrics, list(self.c.attacks) if self.s.runs("attack") else [],
+                                    self.forget_prefixes)
+        if worst:
+            self.metrics.update(worst)
+            self.provenance.set("worst_case_attack", sources)
         self.logger.summary(self.metrics, images=self.outputs.plots(self.metrics, self.artifacts))
         self.outputs.results("complete", self.metrics, self.provenance.as_dict())
         if self.main:

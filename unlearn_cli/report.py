@@ -5,7 +5,8 @@ forget-vs-utility scatter with the Pareto front (``pareto.png``) and per-attack 
 (``attack_recovery.png``: how much of the forget metric each attack brings back). Runs that differ only in
 their seeds (every key named ``seed`` or ``*_seed``) form one configuration; ``report.md`` and the printout add a table of each configuration's mean and
 sample standard deviation over its seeds: the forget metric after unlearning and after every attack stage,
-and the utility metric after unlearning.
+and the utility metric after unlearning. Where the runs have a worst case over their attacks
+(``worst/<forget metric>``), it is the last column and ranks the configurations, most robust first.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from omegaconf import OmegaConf
 from unlearn_cli.errors import UserError
 from unlearn_cli.files import atomic_write_text
 from unlearn_cli.plots import pyplot, save_figure
+from unlearn_cli.worst_case import STAGE
 
 ID_COLUMNS = ("run", "benchmark", "method", "optimizer", "seed")
 NOT_CONFIGURATION = ("output_dir", "output_root", "sweep_name", "overwrite", "progress", "threads", "cache_dir", "logger",
@@ -86,12 +88,18 @@ def seed_table(runs: List[Dict], forget_metric: str, utility_metric: str) -> str
     groups: Dict[str, List[Dict]] = {}
     for run in runs:
         groups.setdefault(run["configuration"], []).append(run)
-    stages = ["unlearned"] + sorted({k.split("/")[0] for r in runs for k in r["metrics"]
-                                     if k.endswith(f"/{forget_metric}")} - {"target", "unlearned", "oracle"})
+    attacks = sorted({k.split("/")[0] for r in runs for k in r["metrics"]
+                      if k.endswith(f"/{forget_metric}")} - {"target", "unlearned", "oracle", STAGE})
+    worst = [STAGE] if any(f"{STAGE}/{forget_metric}" in r["metrics"] for r in runs) else []
+    stages = ["unlearned"] + attacks + worst
     head = ["benchmark", "method", "optimizer", "n"] + [f"{s}/{forget_metric}" for s in stages] + \
         [f"unlearned/{utility_metric}"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     labels: Dict[str, int] = {}
+    if worst:  # most robust first: the lowest mean worst case
+        key = f"{STAGE}/{forget_metric}"
+        groups = dict(sorted(groups.items(), key=lambda g: statistics.fmean(
+            [r["metrics"][key] for r in g[1] if key in r["metrics"]] or [float("inf")])))
     for members in groups.values():
         first = members[0]
         label = f"{first['benchmark']}/{first['method']}/{first['optimizer']}"
@@ -178,7 +186,7 @@ def plot_recovery(runs: List[Dict], forget_metric: str, path: Path) -> Optional[
     """Bars of ``<attack>/<forget_metric> - unlearned/<forget_metric>`` per run and attack."""
     plt = pyplot()
     base_key = f"unlearned/{forget_metric}"
-    attacks = sorted({k.split("/")[0] for r in runs for k in r["metrics"]} - {"target", "unlearned", "oracle"})
+    attacks = sorted({k.split("/")[0] for r in runs for k in r["metrics"]} - {"target", "unlearned", "oracle", STAGE})
     rows = [r for r in runs if base_key in r["metrics"]]
     if not attacks or not rows:
         return None

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Annotated, Dict, List, Literal, Optional
+from typing import Annotated, Dict, List, Literal, Optional, Tuple
 
 from unlearn_cli.bounds import Range
 from unlearn_cli.errors import UserError
@@ -74,7 +74,8 @@ class BenchmarkData:
     ``published`` holds constants of the benchmark's paper that metrics fall back on without an
     oracle stage (``privleak_oracle_auc``: the retrained model's PrivLeak AUC); ``windows`` how its
     raw training text is cut into rows; ``refusals`` the benchmark's own refusal sentences (TOFU's
-    ``idontknow.jsonl``), which refusal-based methods prefer to the project's bank.
+    ``idontknow.jsonl``), which refusal-based methods prefer to the project's bank; ``forget_prefixes`` how the
+    names of forget-side metric keys begin (``worst_case``).
     """
 
     name: str
@@ -87,6 +88,7 @@ class BenchmarkData:
     published: Dict[str, float] = field(default_factory=dict)
     windows: TextWindows = field(default_factory=TextWindows)
     refusals: List[str] = field(default_factory=list)
+    forget_prefixes: Tuple[str, ...] = ("forget",)  # metric keys measuring forget knowledge start with one of these
 
     def train_split(self, split: str) -> List[QAItem]:
         """The unlearning split ``split``; a UserError with the recorded reason if it is absent."""

@@ -72,7 +72,8 @@ class _Wmdp(Benchmark):
                       "a JSON array of {question, choices (4 strings), answer (0-3)}")
         items = head([mcq_item(row, where, self.name, subject=self.topic) for where, row in self.source.rows(table)],
                      self.settings["max_items"])
-        data = BenchmarkData(name=self.name, train={}, mcq={self.name: items}, windows=self.windows)
+        data = BenchmarkData(name=self.name, train={}, mcq={self.name: items}, windows=self.windows,
+                             forget_prefixes=(self.name,))
         if self.mmlu is not None:
             data.mcq.update(self.mmlu.load().mcq)  # mmlu (test) and mmlu_dev (few-shot pool)
         for split in ("forget", "retain"):
