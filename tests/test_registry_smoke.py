@@ -101,7 +101,8 @@ def test_optimizer_updates_exactly_the_trainable_weights(name):
 def _ctx():
     data, tok = data_and_tokenizer()
     train_encoded = {k: encode(v) for k, v in data.train.items()}
-    return AttackContext(train_encoded, tok, 0, tok.pad_token_id, CPU, lambda *a: None, "attack smoke", encode=encode)
+    return AttackContext(train_encoded, tok, 0, tok.pad_token_id, CPU, lambda *a: None, "attack smoke", encode=encode,
+                         train_items=data.train, forget_splits=("forget", "forget_paraphrase"))
 
 
 @pytest.mark.parametrize("name", ATTACKS.names())

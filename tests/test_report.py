@@ -76,3 +76,27 @@ def test_the_seed_table_ranks_configurations_by_their_worst_case(tmp_path, capsy
     assert "| relearn/forget_qa_acc | worst/forget_qa_acc | unlearned/retain_qa_acc |" in table
     assert table.index("| npo |") < table.index("| ga |")  # npo's worst case 0.3 beats ga's 0.7
     assert "| fictional | npo | adamw | 2 | 0.100 ± 0.000 | 0.300 ± 0.141 | 0.300 ± 0.141 | 0.900 ± 0.000 |" in table
+
+
+def test_budgeted_attacks_get_a_recovery_curve(tmp_path, capsys):
+    """Two relearning budgets (10 and 30 steps) over two seeds: the curve is the mean at 0 (unlearned), 10, 30."""
+    from unlearn_cli.report import budget_curves
+
+    for seed, (u, r10, r30) in enumerate([(0.0, 0.2, 0.6), (0.2, 0.4, 1.0)]):
+        d = tmp_path / f"s{seed}"
+        d.mkdir()
+        (d / "config.yaml").write_text(
+            f"benchmark: {{name: fictional}}\nmethod: {{name: npo}}\noptimizer: {{name: adamw}}\nseed: {seed}\n"
+            "attack: {relearn: {name: relearn, steps: 10}, relearn_30: {name: relearn, steps: 30}}\n")
+        metrics = {"unlearned/forget_qa_acc": u, "relearn/forget_qa_acc": r10, "relearn_30/forget_qa_acc": r30,
+                   "unlearned/retain_qa_acc": 0.9}
+        (d / "results.json").write_text(json.dumps({"status": "complete", "metrics": metrics}))
+    from unlearn_cli.report import collect
+
+    curves = budget_curves(collect(tmp_path), "forget_qa_acc")
+    assert list(curves) == ["relearn"]
+    line = curves["relearn"]["npo/adamw"]
+    assert [k for k, _ in line] == [0, 10, 30] and [v for _, v in line] == pytest.approx([0.1, 0.3, 0.8])
+    out = report(tmp_path)
+    assert out["recovery_relearn"].exists() and out["recovery_relearn"].stat().st_size > 1000
+    assert "recovery_relearn:" in capsys.readouterr().out

@@ -1,6 +1,6 @@
 """The worst case over attacks: per forget-side key, the attacked value closest to the target's."""
 
-from unlearn_cli.worst_case import worst_case
+from unlearn_cli.worst_case import forget_side_split, worst_case
 
 
 def test_the_attack_closest_to_the_target_is_the_worst_case_per_forget_key():
@@ -25,3 +25,11 @@ def test_benchmark_prefixes_choose_the_forget_side_keys():
     m = {"target/wmdp_bio_mcq_acc": 0.6, "a/wmdp_bio_mcq_acc": 0.5, "target/mmlu_mcq_acc": 0.6,
          "a/mmlu_mcq_acc": 0.6}
     assert worst_case(m, ["a"], ("wmdp_bio",))[0] == {"worst/wmdp_bio_mcq_acc": 0.5}
+
+
+def test_forget_side_splits_by_benchmark_naming():
+    assert [s for s in ("forget", "forget_paraphrase", "retain", "holdout", "knowmem_forget", "verbmem_forget",
+                        "knowmem_retain", "privleak_forget", "privleak_holdout") if forget_side_split(s, ("forget",))] \
+        == ["forget", "forget_paraphrase", "knowmem_forget", "verbmem_forget", "privleak_forget"]
+    assert [s for s in ("wmdp_bio", "wmdp_bio_qa", "mmlu", "mmlu_qa") if forget_side_split(s, ("wmdp_bio",))] \
+        == ["wmdp_bio", "wmdp_bio_qa"]

@@ -40,7 +40,7 @@ from unlearn_cli.seeding import STAGE_SEEDS, seed_everything
 from unlearn_cli.summary import print_summary
 from unlearn_cli.train import checkpoint, distributed, prepare, unlearn
 from unlearn_cli.train.settings import autocast_factory
-from unlearn_cli.worst_case import worst_case
+from unlearn_cli.worst_case import forget_side_split, worst_case
 
 
 class Run:
@@ -65,6 +65,9 @@ class Run:
             with self.provenance.stage("load_data"):
                 data = self.c.benchmark.load()
                 self.forget_prefixes = data.forget_prefixes
+                self.train_items = data.train
+                self.forget_splits = tuple(s for s in (*data.qa, *data.mcq, *data.texts)
+                                           if forget_side_split(s, data.forget_prefixes))
                 unlearn.check_data(data, self.c.method, self.s.method_name, self.s.benchmark_name)
             with self.provenance.stage("prepare"), distributed.main_first():
                 target, oracle = prepare.target_and_oracle(
@@ -217,7 +220,8 @@ class Run:
         seed_everything(self.s.seed + STAGE_SEEDS["attack"])
         ctx = AttackContext(self.train_encoded, self.tok, self.s.seed, self.tok.pad_token_id, self.device,
                             self._log, f"attack {attack_id}",
-                            encode=lambda items: encode_qa(self.tok, items, self.format))
+                            encode=lambda items: encode_qa(self.tok, items, self.format), train_items=self.train_items,
+                            forget_splits=self.forget_splits)
         with self.provenance.stage(f"attack_{attack_id}"):
             attacked, view = attack.apply(ctx, copy.deepcopy(unlearned) if attack.changes_weights else unlearned)
         self._evaluate(attack_id, attacked, view, timed=(f"attack_{attack_id}",))

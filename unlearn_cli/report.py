@@ -2,7 +2,8 @@
 
 Writes ``report.md`` and ``report.csv`` (one row per run, one column per ``stage/metric``), a
 forget-vs-utility scatter with the Pareto front (``pareto.png``) and per-attack recovery bars
-(``attack_recovery.png``: how much of the forget metric each attack brings back). Runs that differ only in
+(``attack_recovery.png``: how much of the forget metric each attack brings back), and for an attack run at
+two or more step budgets (``relearn``, ``relearn_30``) its recovery curve (``recovery_<attack>.png``). Runs that differ only in
 their seeds (every key named ``seed`` or ``*_seed``) form one configuration; ``report.md`` and the printout add a table of each configuration's mean and
 sample standard deviation over its seeds: the forget metric after unlearning and after every attack stage,
 and the utility metric after unlearning. Where the runs have a worst case over their attacks
@@ -52,6 +53,8 @@ def collect(root: Path) -> List[Dict]:
             "metrics": data.get("metrics", {}),
             "configuration": json.dumps(_without_seeds({k: v for k, v in cfg.items() if k not in NOT_CONFIGURATION}),
                                         sort_keys=True, default=str),
+            "budgets": {aid: (a.get("name", aid), a["steps"]) for aid, a in (cfg.get("attack") or {}).items()
+                        if isinstance(a, dict) and isinstance(a.get("steps"), int)},
         })
     if not runs:
         raise UserError(f"report: no finished run (results.json with status complete) below '{root}'")
@@ -203,6 +206,45 @@ def plot_recovery(runs: List[Dict], forget_metric: str, path: Path) -> Optional[
     return _save(fig, ax, path)
 
 
+def budget_curves(runs: List[Dict], forget_metric: str) -> Dict[str, Dict[str, List[tuple]]]:
+    """For every attack kind run at two or more step budgets: per configuration, ``[(steps, mean over seeds of
+    <instance>/<forget_metric>)]`` from budget 0 (the unlearned value) upwards."""
+    values: Dict[tuple, Dict[int, List[float]]] = {}  # (kind, label) -> steps -> one value per run
+    for run in runs:
+        label = f"{run['method']}/{run['optimizer']}"
+        per_kind: Dict[str, Dict[int, float]] = {}
+        for attack_id, (kind, steps) in run.get("budgets", {}).items():
+            if f"{attack_id}/{forget_metric}" in run["metrics"]:
+                per_kind.setdefault(kind, {})[steps] = run["metrics"][f"{attack_id}/{forget_metric}"]
+        for kind, points in per_kind.items():
+            if f"unlearned/{forget_metric}" in run["metrics"]:
+                points.setdefault(0, run["metrics"][f"unlearned/{forget_metric}"])
+            for steps, value in points.items():
+                values.setdefault((kind, label), {}).setdefault(steps, []).append(value)
+    out: Dict[str, Dict[str, List[tuple]]] = {}
+    for (kind, label), points in values.items():
+        if len([k for k in points if k]) >= 2:
+            out.setdefault(kind, {})[label] = sorted((k, statistics.fmean(v)) for k, v in points.items())
+    return out
+
+
+def plot_budget_curves(runs: List[Dict], forget_metric: str, root: Path) -> List[Path]:
+    """``recovery_<attack>.png``: the forget metric against the attack's step budget, one line per configuration
+    (mean over seeds; budget 0 is the unlearned model)."""
+    paths = []
+    for kind, lines in budget_curves(runs, forget_metric).items():
+        plt = pyplot()
+        fig, ax = plt.subplots(figsize=(6, 4.5))
+        for i, (label, line) in enumerate(sorted(lines.items())):  # 20 colours x 7 markers: no two lines alike
+            ax.plot([k for k, _ in line], [v for _, v in line], marker="osD^v<>"[i % 7], color=plt.cm.tab20(i % 20),
+                    label=label)
+        ax.set_xlabel(f"{kind} steps")
+        ax.set_ylabel(f"{forget_metric} (mean over seeds)")
+        ax.set_title(f"Recovery against the {kind} budget")
+        paths.append(_save(fig, ax, root / f"recovery_{kind}.png"))
+    return paths
+
+
 def report(root: Path, forget_metric: str = "forget_qa_acc", utility_metric: str = "retain_qa_acc") -> Dict[str, Path]:
     """Write report.md, report.csv and the plots into ``root``; print the markdown table."""
     root = Path(root)
@@ -220,4 +262,7 @@ def report(root: Path, forget_metric: str = "forget_qa_acc", utility_metric: str
         if path is not None:
             out[name] = path
             print(f"{name}: {path}")
+    for path in plot_budget_curves(runs, forget_metric, root):
+        out[path.stem] = path
+        print(f"{path.stem}: {path}")
     return out

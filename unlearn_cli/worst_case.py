@@ -14,6 +14,13 @@ from typing import Dict, Sequence, Tuple
 STAGE = "worst"
 
 
+def forget_side_split(split: str, forget_prefixes: Sequence[str]) -> bool:
+    """Whether evaluation split ``split`` holds forget knowledge: its name starts with a prefix (``forget``,
+    ``forget_paraphrase``, ``wmdp_bio``, ``wmdp_bio_qa``) or ends with ``_<prefix>`` (MUSE's ``knowmem_forget``,
+    whose keys read ``forget_knowmem``)."""
+    return any(split.startswith(p) or split.endswith(f"_{p}") for p in forget_prefixes)
+
+
 def worst_case(metrics: Dict[str, float], attacks: Sequence[str],
                forget_prefixes: Sequence[str]) -> Tuple[Dict[str, float], Dict[str, str]]:
     """``({"worst/<name>": value}, {"<name>": attack id})`` for every forget-side ``target/<name>`` that at least

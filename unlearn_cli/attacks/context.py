@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Dict, Optional
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Tuple
 
 import torch
 
@@ -13,7 +13,9 @@ from unlearn_cli.data.encoding import EncodedQA
 @dataclass
 class AttackContext:
     """The run's encoded training splits and tokenizer, the attack stage's seed, device and step log; ``encode(items)``
-    tokenises other QA items in the run's prompt format (data an attack brings along)."""
+    tokenises other QA items in the run's prompt format (data an attack brings along); ``train_items`` are the raw
+    training items (few-shot demonstrations), ``forget_splits`` the evaluation splits whose names start with one
+    of the benchmark's ``forget_prefixes`` (what input attacks target)."""
 
     train_encoded: Dict[str, EncodedQA]
     tokenizer: object
@@ -23,3 +25,5 @@ class AttackContext:
     log: Callable[[str, int, dict], None]
     stage: str
     encode: Optional[Callable] = None
+    train_items: Dict[str, List] = field(default_factory=dict)   # the raw training QA items by split
+    forget_splits: Tuple[str, ...] = ()                            # the forget-side evaluation splits
