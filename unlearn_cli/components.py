@@ -27,7 +27,7 @@ from unlearn_cli.eval import stored
 from unlearn_cli.eval.decode import DecodeSettings
 from unlearn_cli.files import redact
 from unlearn_cli.models.build import ModelSpec
-from unlearn_cli.optimizers._wrapping import GRADIENT_BASES
+from unlearn_cli.optimizers._wrapping import first_order_names
 from unlearn_cli.registry import (ATTACKS, BENCHMARKS, BY_PROTOCOL, LOGGERS, METHODS, METRICS, OPTIMIZERS, PLUGINS,
                                   Registry)
 from unlearn_cli.train.distributed import DistributedSpec
@@ -240,7 +240,7 @@ def build(cfg: DictConfig, sweep_dir: Optional[str] = None) -> Plan:
     optimizer = make(OPTIMIZERS, cfg.optimizer, "optimizer")
     if dist.kind == "deepspeed" and not optimizer.first_order:
         raise UserError(f"optimizer '{cfg.optimizer.name}' re-evaluates the loss or keeps weight state of its own "
-                        f"and cannot run under DeepSpeed (which steps first-order optimizers only: {GRADIENT_BASES}); "
+                        f"and cannot run under DeepSpeed (which steps first-order optimizers only: {first_order_names()}); "
                         f"use distributed=ddp or distributed=none")
     if dist.kind == "deepspeed" and "bf16_pure" in (str(cfg.unlearn.get("precision")),):
         raise UserError("unlearn.precision=bf16_pure has no DeepSpeed equivalent (its bf16 mode keeps fp32 master "

@@ -54,10 +54,7 @@ class ForgetSmoothing(Wrapper):
     def step(self, closure=None):
         if closure is None:
             raise RuntimeError(f"optimizer '{self.name}' needs the step closure (it re-evaluates the forget term)")
-        return self.update(closure)
-
-    def update(self, closure) -> torch.Tensor:
-        raise NotImplementedError
+        return self.update(closure)  # every subclass defines update(closure) (sam, rs, gp, cr)
 
     @torch.no_grad()
     def forget_gradient_at(self, closure, shifts: List[Optional[torch.Tensor]], **evaluation):

@@ -9,7 +9,12 @@ import torch
 
 from unlearn_cli.errors import UserError
 
-GRADIENT_BASES = "adamw, sgd, signsgd, signadam, sophia"
+def first_order_names() -> str:
+    """The registered first-order optimizers, comma-separated (for error messages; read from the registry so the
+    list never goes stale)."""
+    from unlearn_cli.registry import OPTIMIZERS  # at call time: the registry imports this package
+
+    return ", ".join(n for n in OPTIMIZERS.names() if OPTIMIZERS.get(n).first_order)
 
 
 def gradient_base(spec, wrapper: str):
@@ -17,7 +22,7 @@ def gradient_base(spec, wrapper: str):
     otherwise."""
     if not spec.first_order:
         raise UserError(f"optimizer '{wrapper}' sets the gradient its base steps on, so its base must be first "
-                        f"order, not '{spec.registry_name}' (first order: {GRADIENT_BASES})")
+                        f"order, not '{spec.registry_name}' (first order: {first_order_names()})")
     return spec
 
 
