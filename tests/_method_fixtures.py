@@ -54,7 +54,8 @@ class Harness:
         train_encoded = {k: encode(v) for k, v in data.train.items()}
         self.u = unlearn.build(self.model, method, data, train_encoded, encode, self.settings,
                                optimizer or AdamW(weight_decay=0.01), plugins or {}, seed=seed,
-                               pad_id=self.pad_id, device=CPU, cache_reference=cache)
+                               pad_id=self.pad_id, device=CPU, cache_reference=cache,
+                               tokenizer=tok)
         self.splits, self.reference, self.optimizer = self.u.splits, self.u.reference, self.u.optimizer
         self.stream = iter(self.u.stream)
         self.steps = 0

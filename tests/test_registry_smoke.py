@@ -140,6 +140,7 @@ SMOKE_METRICS = {  # settings on the fictional benchmark's splits; a new metric 
     "rouge_l": {},
     "truth_ratio": {"splits": ["forget", "retain"]},
     "verbmem": {"splits": ["forget"], "max_new_tokens": 4},
+    "trace_detection": {},
 }
 
 
@@ -160,17 +161,20 @@ def test_metric_is_finite_deterministic_and_reads_its_baseline(name):
     null = __import__("contextlib").nullcontext
     a, b = tiny_model(0).eval(), tiny_model(1).eval()
     suite, metric = _suite(name)
-    oracle = suite.evaluate("oracle", a, null).values
-    result = suite.evaluate("target", b, null)
-    target = result.values
+    # a metric comparing with the target has values at the stages after it; the others at every stage
+    first, second = ("target", "unlearned") if metric.baseline == "target" else ("oracle", "target")
+    earlier = suite.evaluate(first, a, null).values
+    result = suite.evaluate(second, b, null)
+    later = result.values
     assert result.examples and all(isinstance(r["index"], int) for r in result.examples)
-    assert oracle and set(oracle) == set(target)
-    assert all(v == v and abs(v) != float("inf") for v in {**oracle, **target}.values())
-    again = _suite(name)[0].evaluate("oracle", a, null).values
-    assert again == oracle  # a fresh scorer computes the same numbers
-    if metric.baseline == "oracle":
-        alone = _suite(name)[0].evaluate("target", b, null).values  # no oracle stage in this suite
-        assert alone != target, "the target stage's values must depend on the oracle's"
+    assert later and (set(earlier) == set(later) or (metric.baseline == "target" and not earlier))
+    assert all(v == v and abs(v) != float("inf") for v in {**earlier, **later}.values())
+    fresh = _suite(name)[0]
+    assert fresh.evaluate(first, a, null).values == earlier  # a fresh scorer computes the same numbers
+    assert fresh.evaluate(second, b, null).values == later
+    if metric.baseline is not None:
+        alone = _suite(name)[0].evaluate(second, b, null).values  # no baseline stage in this suite
+        assert alone != later, f"the {second} stage's values must depend on the {metric.baseline}'s"
 
 
 @pytest.mark.parametrize("name", PLUGINS.names())

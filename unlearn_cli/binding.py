@@ -15,6 +15,7 @@ import typing
 from typing import Any, Dict, Iterable, Mapping, Optional
 
 from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import InterpolationResolutionError
 
 from unlearn_cli.bounds import strip
 from unlearn_cli.errors import UserError, suggest
@@ -23,9 +24,14 @@ RESERVED = ("name", "description")
 
 
 def to_plain(section: Any) -> Any:
-    """DictConfig/ListConfig -> dict/list (resolved); anything else unchanged."""
+    """DictConfig/ListConfig -> dict/list (resolved); anything else unchanged. An interpolation that cannot be
+    resolved is one UserError naming the key."""
     if isinstance(section, (DictConfig, ListConfig)):
-        return OmegaConf.to_container(section, resolve=True)
+        try:
+            return OmegaConf.to_container(section, resolve=True)
+        except InterpolationResolutionError as err:
+            key = getattr(err, "full_key", None) or "?"
+            raise UserError(f"config key '{key}': {str(err).splitlines()[0]}") from None
     return section
 
 

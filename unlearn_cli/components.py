@@ -280,7 +280,7 @@ def build(cfg: DictConfig, sweep_dir: Optional[str] = None) -> Plan:
         logger=make(LOGGERS, cfg.logger, "logger"),
         distributed=dist,
     )
-    config = redact(OmegaConf.to_container(cfg, resolve=True))
+    config = redact(to_plain(cfg))
     oracle_results = Path(opts.oracle_results).expanduser() if opts.oracle_results else None
     if oracle_results is not None:
         stored.check_compatible(oracle_results, config)

@@ -100,6 +100,7 @@ class Attack(Protocol):
 
     skip: bool = False                  # ``none``: no stage at all
     changes_weights: bool = True
+    optimises_prompt: bool = False      # an input attack that searches its prompt on the attacker's forget sample
 
     @abstractmethod
     def apply(self, ctx, model) -> Tuple[Any, Any]:
@@ -107,6 +108,10 @@ class Attack(Protocol):
 
     def check(self, device) -> None:
         """Raise a UserError before any stage runs when the attack cannot run on ``device`` (a CUDA-only backend)."""
+
+    def check_data(self, data, forget_splits: Sequence[str]) -> None:
+        """Raise a UserError before anything trains when the benchmark's data (``data.items.BenchmarkData``, its
+        forget-side evaluation splits ``forget_splits``) lacks what the attack needs."""
 
 
 class Metric(Protocol):
@@ -173,7 +178,8 @@ class TrainPlugin(Protocol):
     """A train-time plug-in of the unlearning loop, usable with any method (SalUn, sink penalty, ...).
 
     ``setup(ctx)`` runs after the method's setup and before the optimizer is built (``ctx``:
-    ``train.unlearn.PluginContext``); ``loss_terms(model, batch)`` adds named terms to the method's;
+    ``train.unlearn.PluginContext``); ``train_splits(ctx)`` then names training splits the plug-in adds to
+    every step batch (``{name: (encoded rows, batch size)}``); ``loss_terms(model, batch)`` adds named terms to the method's;
     ``after_step(step, optimizer)`` runs after every update; ``close()`` at the end, also on failure.
     ``summary()`` goes to provenance.json. ``supports_deepspeed`` False refuses ZeRO runs up front.
     """
@@ -182,6 +188,10 @@ class TrainPlugin(Protocol):
 
     def setup(self, ctx) -> None:
         """Prepare before the first step."""
+
+    def train_splits(self, ctx) -> Dict[str, Any]:
+        """Training splits this plug-in adds to the batch stream: ``{name: (EncodedQA, batch size)}``."""
+        return {}
 
     def loss_terms(self, model, batch) -> Terms:
         """Extra named loss terms of this step."""

@@ -69,6 +69,8 @@ class Run:
                 self.forget_splits = tuple(s for s in (*data.qa, *data.mcq, *data.texts)
                                            if forget_side_split(s, data.forget_prefixes))
                 unlearn.check_data(data, self.c.method, self.s.method_name, self.s.benchmark_name)
+                for attack in self.c.attacks.values():
+                    attack.check_data(data, self.forget_splits)
             with self.provenance.stage("prepare"), distributed.main_first():
                 target, oracle = prepare.target_and_oracle(
                     data, self.c.model, self.c.benchmark, self.c.prepare, self.s.cache_dir,
@@ -193,7 +195,8 @@ class Run:
                 setup = unlearn.build(model, self.c.method, data, self.train_encoded, encode, self.c.unlearn,
                                       self.c.optimizer, self.c.plugins, seed=self.s.seed + STAGE_SEEDS["unlearn"],
                                       pad_id=self.tok.pad_token_id, device=self.device,
-                                      cache_reference=self.s.cache_reference, dist_spec=self.c.distributed)
+                                      cache_reference=self.s.cache_reference, dist_spec=self.c.distributed,
+                                      tokenizer=self.tok)
                 ckpt = unlearn.Checkpointing(self.s.run_dir, self.s.config_hash, self.s.checkpoint_every)
                 model = unlearn.run(setup, log=self._log, device=self.device, ckpt=ckpt,
                                     reload=lambda: prepare.load_model(target, self.c.model, self.device)[0],

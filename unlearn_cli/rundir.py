@@ -6,9 +6,10 @@ import json
 from pathlib import Path
 from typing import Optional
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from unlearn_cli import stage_records
+from unlearn_cli.binding import to_plain
 from unlearn_cli.errors import UserError
 from unlearn_cli.files import stable_hash, without
 
@@ -18,7 +19,7 @@ NON_RESULT_KEYS = ("output_root", "output_dir", "overwrite", "logger", "progress
 
 
 def config_hash(cfg: DictConfig) -> str:
-    plain = OmegaConf.to_container(cfg, resolve=True)
+    plain = to_plain(cfg)
     return stable_hash(without(plain, NON_RESULT_KEYS), 8)
 
 

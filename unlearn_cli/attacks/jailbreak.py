@@ -6,6 +6,7 @@ import hashlib
 import random
 from typing import List, Literal, Optional
 
+from unlearn_cli.attacks._adversarial import check_splits, target_splits
 from unlearn_cli.bounds import NonNegativeInt, PositiveInt
 from unlearn_cli.contracts import Attack
 from unlearn_cli.errors import UserError
@@ -64,18 +65,24 @@ class Jailbreak(Attack):
             return ROLEPLAY, ROLEPLAY_END
         if self.template == "multiturn":
             return MULTITURN, ""
-        pool = [it for it in ctx.train_items.get(self.demos_from, []) if it.question]
-        if len(pool) < self.shots:
-            raise UserError(f"attack jailbreak: template=fewshot needs {self.shots} question/answer items in training "
-                            f"split '{self.demos_from}', which has {len(pool)} (known: {', '.join(ctx.train_items)})")
-        demos = random.Random(ctx.seed + self.seed_offset).sample(pool, self.shots)
+        demos = random.Random(ctx.seed + self.seed_offset).sample(self._pool(ctx.train_items), self.shots)
         return "".join(f"Q: {d.question}\nA: {d.answer}\n\n" for d in demos) + "Q: ", ""
 
+    def _pool(self, train_items) -> list:
+        """The few-shot demonstration pool; a UserError when the named training split has too few QA items."""
+        pool = [it for it in train_items.get(self.demos_from, []) if it.question]
+        if len(pool) < self.shots:
+            raise UserError(f"attack jailbreak: template=fewshot needs {self.shots} question/answer items in training "
+                            f"split '{self.demos_from}', which has {len(pool)} (known: {', '.join(train_items)})")
+        return pool
+
+    def check_data(self, data, forget_splits) -> None:
+        check_splits(data, forget_splits, self)
+        if self.template == "fewshot":
+            self._pool(data.train)
+
     def apply(self, ctx, model):
-        splits = tuple(self.splits) if self.splits is not None else tuple(ctx.forget_splits)
-        if not splits:
-            raise UserError("attack jailbreak: the benchmark has no forget-side evaluation split; name them in "
-                            "attack.<id>.splits")
+        splits = target_splits(ctx, self)
         prefix, suffix = self.texts(ctx)
         digest = hashlib.sha256(f"{prefix}\0{suffix}\0{splits}".encode()).hexdigest()[:10]
         return model, PromptView(f"jailbreak-{self.template}-{digest}", splits, prefix, suffix)

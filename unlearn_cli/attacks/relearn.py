@@ -4,11 +4,9 @@ from __future__ import annotations
 
 from typing import Literal, Optional
 
-import torch
-
+from unlearn_cli.attacks._forget_sample import check_sample, forget_sample
 from unlearn_cli.bounds import Fraction, NonNegativeInt, PositiveFloat, PositiveInt
 from unlearn_cli.contracts import Attack, OptimizerSpec
-from unlearn_cli.errors import UserError
 from unlearn_cli.optimizers.adamw import AdamW
 from unlearn_cli.registry import ATTACKS
 from unlearn_cli.train.settings import TrainSettings
@@ -38,14 +36,13 @@ class Relearn(Attack):
         self.settings = TrainSettings(lr=lr, steps=steps, batch_size=batch_size, precision=precision,
                                       max_grad_norm=max_grad_norm)
 
+    def check_data(self, data, forget_splits) -> None:
+        check_sample(data, self.fraction, self.num_samples, "relearn")
+        if self.mix_retain:
+            data.train_split("retain")
+
     def apply(self, ctx, model):
-        forget = ctx.train_encoded["forget"]
-        n = self.num_samples or max(1, round(self.fraction * len(forget)))
-        if n > len(forget):
-            raise UserError(f"attack relearn: num_samples={n} exceeds the forget set size {len(forget)}")
-        gen = torch.Generator().manual_seed(ctx.seed + self.seed_offset)
-        chosen = torch.randperm(len(forget), generator=gen)[:n].tolist()
-        splits = {"train": forget.subset(chosen)}
+        splits = {"train": forget_sample(ctx, self.fraction, self.num_samples, self.seed_offset, "relearn")}
         if self.mix_retain:
             splits["mix"] = ctx.train_encoded["retain"]
         finetune(model, splits, self.settings, self.optimizer, seed=ctx.seed + self.seed_offset,

@@ -94,6 +94,8 @@ def _item_fields(inputs, split: str, index: int, attack) -> dict:
             row["value"] = it.value
         if attack is not None and attack.applies_to(split):
             row["attacked_question"] = attack.question(it.question)
+            if attack.tokens:
+                row["attack_tokens"] = attack.describe_tokens(inputs.tokenizer)
         return row
     if kind == "mcq":
         it = inputs.mcq[split][index]

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from unlearn_cli.data.encoding import EncodedQA, PromptFormat, encode_texts, render_mcq
+from unlearn_cli.data.encoding import EncodedQA, PromptFormat, bos_ids, encode_texts, render_mcq
 from unlearn_cli.errors import UserError
 from unlearn_cli.eval import views
 from unlearn_cli.eval.views import PromptView
@@ -94,8 +94,12 @@ class EvalInputs:
             else:
                 raise UserError(f"unknown answer field '{field}'; known: answer, paraphrased_answer, perturbed")
             if views.parse(view)[0].templated and items[0].question:  # prompt + answer jointly, as trained
-                asked = views.questions(items, view, attack if _key(attack, split) else None)
-                return self.format.encode(self.tokenizer, [asked[i // per] for i in range(len(texts))], texts), per
+                attacked = attack if _key(attack, split) else None
+                asked = views.questions(items, view, attacked)
+                rows = self.format.encode(self.tokenizer, [asked[i // per] for i in range(len(texts))], texts)
+                if attacked is not None:
+                    rows = EncodedQA(attacked.token_rows(rows.prompts, bos_ids(self.tokenizer)), rows.answers)
+                return rows, per
             prompts = self.prompts(split, view, attack)  # a raw prefix and its continuation, apart
             answer_ids = self.token_ids(texts)
             eos = [self.tokenizer.eos_token_id]
@@ -162,5 +166,6 @@ class EvalInputs:
                 raise UserError(f"split '{split}' mixes items with different numbers of choices")
             # the context as lm-evaluation-harness's HFLM encodes it: the tokenizer's own special tokens
             # (a <bos> where the tokenizer adds one by default, none where it does not)
-            return self.tokenizer(list(self.mcq_texts(split, shots, attack)))["input_ids"], n
+            ids = self.tokenizer(list(self.mcq_texts(split, shots, attack)))["input_ids"]
+            return (attack.token_rows(ids, bos_ids(self.tokenizer)) if _key(attack, split) else ids), n
         return self._cached(("mcq", split, shots, _key(attack, split)), build)

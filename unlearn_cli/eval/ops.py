@@ -184,3 +184,22 @@ def grad_norms(model, encoded: EncodedQA, pad_id: int, autocast, p: float = 2.0)
             q.requires_grad_(flag)
     return out
 
+
+
+@torch.no_grad()
+def prompt_activations(model, prompts: Sequence[Sequence[int]], pad_id: int, batch_size: int, autocast,
+                       layer: int = -1) -> np.ndarray:
+    """(N, hidden) float64: the hidden state of layer ``layer`` (``hidden_states`` index: 0 = embeddings, -1 = last)
+    averaged over each prompt's tokens (right-padded batches, padding masked out)."""
+    dev = model_device(model)
+    out: List[Optional[np.ndarray]] = [None] * len(prompts)
+    for idx in length_buckets([len(p) for p in prompts], batch_size):
+        rows = EncodedQA([list(prompts[i]) for i in idx], [[] for _ in idx]).batch(range(len(idx)), pad_id)
+        mask = rows["attention_mask"].to(dev)
+        with autocast():
+            hidden = model(input_ids=rows["input_ids"].to(dev), attention_mask=mask,
+                           output_hidden_states=True).hidden_states[layer]
+        pooled = (hidden.float() * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
+        for row, i in enumerate(idx):
+            out[i] = pooled[row].double().cpu().numpy()
+    return np.stack(out) if out else np.zeros((0, 0))

@@ -9,7 +9,8 @@
 * per-token log-probs of texts or answers with the Min-K%++ moments of the same forward
   (``token_stats``), and from them every membership-inference score (``mia_scores``, ``mia_auc``);
 * TOFU truth ratios (``truth_ratios``) from the paraphrased and perturbed answers' NLLs;
-* multiple-choice letter log-likelihoods (``mcq_logprobs``).
+* multiple-choice letter log-likelihoods (``mcq_logprobs``);
+* mean prompt hidden states of a layer (``activations``).
 
 Metrics ask the scorer for what they need, so two metrics on the same split share one pass.
 A metric that compares with another stage reads that stage's memoised values through
@@ -36,8 +37,8 @@ from unlearn_cli.eval.decode import DecodeSettings, Sampling, generate
 from unlearn_cli.models.build import context_length
 from unlearn_cli.eval.inputs import EvalInputs
 from unlearn_cli.errors import UserError
-from unlearn_cli.eval.ops import (TokenStats, answer_nll, fit_rows, grad_norms, mcq_logprobs, shared_prefix_nll,
-                                  token_stats)
+from unlearn_cli.eval.ops import (TokenStats, answer_nll, fit_rows, grad_norms, mcq_logprobs, prompt_activations,
+                                  shared_prefix_nll, token_stats)
 from unlearn_cli.eval.views import PromptView
 
 MIA_ATTACKS = ("loss", "zlib", "min_k", "min_k_pp", "gradnorm", "calibration")
@@ -296,6 +297,12 @@ class StageScorer:
         (``stats``), from the teacher-forced greedy predictions of the ``token_stats`` pass."""
         score = {"exact_memorization": stats.exact_memorization, "extraction_strength": stats.extraction_strength}[kind]
         return self._cached((kind, split), lambda: np.array([score(s.top) for s in self.token_stats(split)]))
+
+    def activations(self, split: str, layer: int = -1, view: str = "question") -> np.ndarray:
+        """(N, hidden) mean hidden state of layer ``layer`` over each prompt of QA split ``split`` (trace detection's
+        activation probe)."""
+        return self._cached(("act", split, layer, view), lambda: prompt_activations(
+            self.model, self.prompts(split, view), self.pad_id, self.decode.batch_size, self.autocast, layer))
 
     # -- multiple choice ----------------------------------------------------------------------------
     def mcq_texts(self, split: str, shots: int = 0) -> List[str]:

@@ -13,12 +13,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Dict, List, Optional
 
+from unlearn_cli.data.encoding import bos_ids
 from unlearn_cli.errors import UserError
 from unlearn_cli.eval.decode import DecodeSettings
 from unlearn_cli.eval.examples import stage_rows
 from unlearn_cli.eval.inputs import EvalInputs
 from unlearn_cli.eval.scorer import Baselines, StageScorer
 from unlearn_cli.eval.views import PromptView
+from unlearn_cli.models.adversarial_tokens import overriding
 
 
 @dataclass
@@ -49,13 +51,15 @@ class EvalSuite:
     def evaluate(self, stage: str, model, autocast, attack: Optional[PromptView] = None) -> StageResult:
         """Every metric on ``model`` at ``stage``: aggregates, artifacts and per-example rows."""
         scorer = StageScorer(model, self.inputs, self.decode, autocast, stage, self.baselines, attack)
-        scorer.prefetch(self.metrics.values())
         values: Dict[str, float] = {}
-        for metric_id, metric in self.metrics.items():
-            prefix = "" if metric_id == metric.registry_name else f"{metric_id}/"
-            scorer.record_prefix = prefix
-            for key, value in metric.compute(scorer).items():
-                values[prefix + key] = float(value)
+        soft = attack.embeddings if attack is not None else None
+        with overriding(model, soft, attack.placeholder if soft is not None else None, bos_ids(self.inputs.tokenizer)):
+            scorer.prefetch(self.metrics.values())
+            for metric_id, metric in self.metrics.items():
+                prefix = "" if metric_id == metric.registry_name else f"{metric_id}/"
+                scorer.record_prefix = prefix
+                for key, value in metric.compute(scorer).items():
+                    values[prefix + key] = float(value)
         scorer.record_prefix = ""
         rows = stage_rows(scorer)
         self.baselines.add(scorer)

@@ -18,11 +18,12 @@ metric asked for (multiple-choice prompts likewise: ``EvalInputs.mcq_texts``).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Dict, List, Optional, Sequence, Tuple
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from unlearn_cli.data.encoding import bos_ids, render_icl
 from unlearn_cli.errors import UserError
+from unlearn_cli.models.adversarial_tokens import insert_after_bos
 
 if TYPE_CHECKING:
     from unlearn_cli.eval.inputs import EvalInputs
@@ -30,7 +31,10 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class PromptView:
-    """What an input attack does to prompts: text placed before and after each question of ``splits``.
+    """What an input attack does to prompts: text placed before and after each question of ``splits``, and
+    adversarial ``tokens`` inserted after the ``<bos>`` of each of their prompts (``models.adversarial_tokens``);
+    ``embeddings`` (k, d), when given, replace those tokens' input embeddings (a soft prompt, whose ``tokens``
+    are ``k`` placeholders).
 
     ``name`` identifies the attacked prompts in the scorer's memo (two attacks with different
     prompts must have different names)."""
@@ -39,12 +43,27 @@ class PromptView:
     splits: Tuple[str, ...]
     prefix: str = ""
     suffix: str = ""
+    tokens: Tuple[int, ...] = ()
+    embeddings: Any = field(default=None, compare=False, hash=False)
+    placeholder: Optional[int] = None
 
     def applies_to(self, split: str) -> bool:
         return split in self.splits
 
     def question(self, question: str) -> str:
         return f"{self.prefix}{question}{self.suffix}"
+
+    def describe_tokens(self, tokenizer) -> Optional[str]:
+        """The adversarial tokens in words for per-example rows: their text, or how many soft-prompt vectors."""
+        if not self.tokens:
+            return None
+        if self.embeddings is not None:
+            return f"<{len(self.tokens)} soft-prompt vectors>"
+        return tokenizer.decode(list(self.tokens))
+
+    def token_rows(self, rows: List[List[int]], bos: Sequence[int]) -> List[List[int]]:
+        """``rows`` (prompt ids of a targeted split) with the adversarial tokens after each ``<bos>``."""
+        return [insert_after_bos(r, bos, self.tokens) for r in rows] if self.tokens else rows
 
 
 @dataclass(frozen=True)
@@ -100,7 +119,9 @@ def render(inputs: "EvalInputs", items: Sequence, view: str, attack: Optional[Pr
     spec, arg = parse(view)
     texts = questions(items, view, attack)
     if not spec.templated:
-        return spec.render(inputs, texts, arg)
-    if not texts[0]:  # raw-text items: the continuation is scored after <bos> alone
-        return [bos_ids(inputs.tokenizer) for _ in texts]
-    return inputs.format.encode(inputs.tokenizer, texts, [it.answer for it in items]).prompts
+        rows = spec.render(inputs, texts, arg)
+    elif not texts[0]:  # raw-text items: the continuation is scored after <bos> alone
+        rows = [bos_ids(inputs.tokenizer) for _ in texts]
+    else:
+        rows = inputs.format.encode(inputs.tokenizer, texts, [it.answer for it in items]).prompts
+    return attack.token_rows(rows, bos_ids(inputs.tokenizer)) if attack is not None else rows

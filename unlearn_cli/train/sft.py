@@ -21,13 +21,16 @@ def sft_loss(model, batch):
 
 
 def finetune(model, splits: Dict[str, EncodedQA], settings: TrainSettings, optimizer_spec, *, seed: int,
-             pad_id: int, stage: str, log: Callable, device) -> Dict[str, float]:
-    """Fine-tune ``model`` in place with NLL on ``splits['train']`` (and ``splits['mix']``); the
-    optimizer comes from ``optimizer_spec`` (``contracts.OptimizerSpec``)."""
+             pad_id: int, stage: str, log: Callable, device, cast_weights: bool = True) -> Dict[str, float]:
+    """Fine-tune ``model``'s trainable parameters in place with NLL on ``splits['train']`` (and
+    ``splits['mix']``); the optimizer comes from ``optimizer_spec`` (``contracts.OptimizerSpec``).
+    ``cast_weights`` puts the weights in the precision's regime first (``weight_regime``); an attack that
+    trains only its own parameters on a shared frozen model passes False."""
     sizes = {name: settings.batch_size for name in splits}
     stream = BatchStream(splits, sizes, pad_id, seed)
     steps = total_steps(settings, len(splits["train"]), settings.batch_size)
-    weight_regime(model, settings.precision)
+    if cast_weights:
+        weight_regime(model, settings.precision)
     optimizer = optimizer_spec.build([p for p in model.parameters() if p.requires_grad], settings.lr)
     scheduler = make_scheduler(optimizer, settings, steps, steps_per_epoch(settings, len(splits["train"]),
                                                                             settings.batch_size))

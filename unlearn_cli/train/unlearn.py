@@ -4,7 +4,7 @@
 the order that keeps runs reproducible: training splits (``forget``, ``retain`` when the method needs
 it, the method's index-aligned extra splits), the frozen reference theta_0 and its cached values (in
 the loaded precision), the trainable weights' precision regime (``settings.weight_regime``),
-``method.setup``, the train plug-ins' ``setup``, the batch stream, the optimizer and scheduler, the
+``method.setup``, the train plug-ins' ``setup`` (and the training splits they add), the batch stream, the optimizer and scheduler, the
 DDP / DeepSpeed wrapper. :func:`run` trains it (resuming from and writing checkpoints when asked)
 and returns the unlearned model.
 
@@ -44,6 +44,7 @@ class PluginContext:
     device: torch.device
     autocast: Callable
     reference: Optional[Reference]
+    tokenizer: object = None
 
 
 @dataclass
@@ -65,10 +66,12 @@ class Unlearning:
     regime: str = "fp32"  # the weights' precision regime, in words (provenance)
 
     def objective(self, model, batch):
-        """The method's named terms plus every plug-in's, and the method's logs."""
+        """The method's named terms plus every plug-in's, and the method's logs with each plug-in term's value."""
         terms, logs = self.method.loss(model, batch, self.reference)
         for plugin in self.plugins.values():
-            terms.update(plugin.loss_terms(model, batch))
+            added = plugin.loss_terms(model, batch)
+            terms.update(added)
+            logs.update({name: term.detach() for name, term in added.items()})
         return terms, logs
 
     def after_step(self, step: int) -> None:
@@ -98,7 +101,7 @@ def check_data(data, method, method_name: str, benchmark_name: str) -> None:
 def build(model, method, data, train_encoded: Dict[str, EncodedQA], encode: Callable,
           settings: TrainSettings, optimizer_spec, plugins: Dict[str, object], *, seed: int, pad_id: int,
           device: torch.device, cache_reference: bool = True,
-          dist_spec: Optional[distributed.DistributedSpec] = None) -> Unlearning:
+          dist_spec: Optional[distributed.DistributedSpec] = None, tokenizer=None) -> Unlearning:
     """Set up the unlearning of ``model`` by ``method`` on ``data`` (``BenchmarkData``; module docstring); ``encode(items, answers)``
     tokenises extra splits like the benchmark's own, ``seed`` seeds the batch stream."""
     dist_spec = dist_spec or distributed.DistributedSpec()
@@ -125,8 +128,15 @@ def build(model, method, data, train_encoded: Dict[str, EncodedQA], encode: Call
     regime = ("DeepSpeed bf16 (fp32 masters in the optimizer)" if dist_spec.kind == "deepspeed" and
               settings.precision != "fp32" else weight_regime(model, settings.precision))
     method.setup(model, reference)
-    for plugin in plugins.values():
-        plugin.setup(PluginContext(model, splits, settings, pad_id, device, autocast, reference))
+    for key, plugin in plugins.items():
+        ctx = PluginContext(model, splits, settings, pad_id, device, autocast, reference, tokenizer)
+        plugin.setup(ctx)
+        for name, (rows, size) in plugin.train_splits(ctx).items():
+            if name in splits:
+                raise ValueError(f"plugin '{key}' adds training split '{name}', which the run already has")
+            if size % world:
+                raise UserError(f"plugin '{key}': batch size {size} ({name}) must be divisible by the {world} processes")
+            splits[name], sizes[name] = rows, size
     stream = BatchStream(splits, sizes, pad_id, seed, aligned={k: "forget" for k in extra},
                          shard=(distributed.rank(), world))
     optimizer = optimizer_spec.build([p for p in model.parameters() if p.requires_grad], settings.lr)
