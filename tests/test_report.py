@@ -72,7 +72,7 @@ def test_the_seed_table_ranks_configurations_by_their_worst_case(tmp_path, capsy
     for seed, worst in enumerate([0.2, 0.4]):
         _run(tmp_path, f"npo{seed}", "npo", seed, 0.1, 0.9, worst, extra={"worst/forget_qa_acc": worst})
     report(tmp_path)
-    table = capsys.readouterr().out.split("Over seeds")[1]
+    table = capsys.readouterr().out.split("Robustness over seeds")[1]
     assert "| relearn/forget_qa_acc | worst/forget_qa_acc | unlearned/retain_qa_acc |" in table
     assert table.index("| npo |") < table.index("| ga |")  # npo's worst case 0.3 beats ga's 0.7
     assert "| fictional | npo | adamw | 2 | 0.100 ± 0.000 | 0.300 ± 0.141 | 0.300 ± 0.141 | 0.900 ± 0.000 |" in table
@@ -100,3 +100,20 @@ def test_budgeted_attacks_get_a_recovery_curve(tmp_path, capsys):
     out = report(tmp_path)
     assert out["recovery_relearn"].exists() and out["recovery_relearn"].stat().st_size > 1000
     assert "recovery_relearn:" in capsys.readouterr().out
+
+
+def test_the_robustness_table_names_the_strongest_attack_and_the_recovered_share(tmp_path, capsys):
+    """With a target stage: ranked by the worst case's distance from the target; the strongest attack is the one
+    closest to the target; recovered = (worst - unlearned) / (target - unlearned) of the means."""
+    for seed, (soft, relearn) in enumerate([(0.5, 0.3), (0.7, 0.3)]):  # soft prompt is ga's strongest attack
+        _run(tmp_path, f"ga{seed}", "ga", seed, 0.1, 0.8, relearn,
+             extra={"target/forget_qa_acc": 1.0, "soft_prompt/forget_qa_acc": soft, "worst/forget_qa_acc": soft})
+    _run(tmp_path, "npo0", "npo", 0, 0.0, 0.9, 0.2,
+         extra={"target/forget_qa_acc": 1.0, "soft_prompt/forget_qa_acc": 0.1, "worst/forget_qa_acc": 0.2})
+    report(tmp_path)
+    table = capsys.readouterr().out.split("Robustness over seeds")[1]
+    assert ("| target/forget_qa_acc | unlearned/forget_qa_acc | relearn/forget_qa_acc | soft_prompt/forget_qa_acc | "
+            "worst/forget_qa_acc | unlearned/retain_qa_acc | strongest attack | recovered |") in table
+    assert "| 0.600 ± 0.141 | 0.800 ± 0.000 | soft_prompt | 0.56 |" in table  # (0.6 - 0.1) / (1.0 - 0.1)
+    assert "| 0.200 ± 0.000 | 0.900 ± 0.000 | relearn | 0.20 |" in table
+    assert table.index("| npo |") < table.index("| ga |")  # npo's worst case stays 0.8 from the target, ga's 0.4

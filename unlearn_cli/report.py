@@ -2,12 +2,14 @@
 
 Writes ``report.md`` and ``report.csv`` (one row per run, one column per ``stage/metric``), a
 forget-vs-utility scatter with the Pareto front (``pareto.png``) and per-attack recovery bars
-(``attack_recovery.png``: how much of the forget metric each attack brings back), and for an attack run at
+(``attack_recovery.png``: a configuration x attack heat map of how much of the forget metric each attack brings
+back, mean over seeds), and for an attack run at
 two or more step budgets (``relearn``, ``relearn_30``) its recovery curve (``recovery_<attack>.png``). Runs that differ only in
 their seeds (every key named ``seed`` or ``*_seed``) form one configuration; ``report.md`` and the printout add a table of each configuration's mean and
-sample standard deviation over its seeds: the forget metric after unlearning and after every attack stage,
-and the utility metric after unlearning. Where the runs have a worst case over their attacks
-(``worst/<forget metric>``), it is the last column and ranks the configurations, most robust first.
+sample standard deviation over its seeds (the robustness table: configuration x attack): the forget metric of the
+target, after unlearning and after every attack stage, and the utility metric after unlearning. Where the runs
+have a worst case over their attacks (``worst/<forget metric>``), it is a column that ranks the configurations,
+most robust first, with the strongest attack and the share of the forgotten gap it recovers.
 """
 
 from __future__ import annotations
@@ -84,25 +86,64 @@ def _mean_spread(values: List[float]) -> str:
     return f"{statistics.fmean(values):.3f} ± {spread:.3f}"
 
 
+def _mean(members: List[Dict], key: str) -> Optional[float]:
+    values = [r["metrics"][key] for r in members if key in r["metrics"]]
+    return statistics.fmean(values) if values else None
+
+
+def _strongest(members: List[Dict], attacks: List[str], forget_metric: str) -> str:
+    """The attack whose mean forget value comes closest to the target's (without a target stage: the one that moves
+    it furthest from the unlearned value)."""
+    target, unlearned = _mean(members, f"target/{forget_metric}"), _mean(members, f"unlearned/{forget_metric}")
+    scored = [(a, m) for a in attacks if (m := _mean(members, f"{a}/{forget_metric}")) is not None]
+    if not scored:
+        return ""
+    if target is not None:
+        return min(scored, key=lambda am: abs(am[1] - target))[0]
+    if unlearned is not None:
+        return max(scored, key=lambda am: abs(am[1] - unlearned))[0]
+    return ""
+
+
+def _recovered(members: List[Dict], forget_metric: str) -> str:
+    """``(worst - unlearned) / (target - unlearned)`` of the means: the share of what unlearning removed that the
+    worst attack brings back."""
+    target, unlearned = _mean(members, f"target/{forget_metric}"), _mean(members, f"unlearned/{forget_metric}")
+    worst = _mean(members, f"{STAGE}/{forget_metric}")
+    if None in (target, unlearned, worst) or abs(target - unlearned) < 1e-12:
+        return ""
+    return f"{(worst - unlearned) / (target - unlearned):.2f}"
+
+
 def seed_table(runs: List[Dict], forget_metric: str, utility_metric: str) -> str:
-    """Markdown: one row per configuration (runs equal in everything but the seed), with ``n`` seeds and
-    ``mean ± sample std`` of ``<stage>/<forget_metric>`` for ``unlearned`` and each attack stage, and of
-    ``unlearned/<utility_metric>``."""
+    """Markdown robustness table: one row per configuration (runs equal in everything but the seed), with ``n``
+    seeds and ``mean ± sample std`` of ``<stage>/<forget_metric>`` for the target (when the runs have it),
+    ``unlearned``, each attack stage and the worst case over attacks, and of ``unlearned/<utility_metric>``; with a
+    worst case also the strongest attack and the share of the forgotten gap it recovers
+    (``(worst - unlearned) / (target - unlearned)``). Ranked most robust first: the largest mean distance of the
+    worst case from the target (the lowest mean worst case without a target stage)."""
     groups: Dict[str, List[Dict]] = {}
     for run in runs:
         groups.setdefault(run["configuration"], []).append(run)
     attacks = sorted({k.split("/")[0] for r in runs for k in r["metrics"]
                       if k.endswith(f"/{forget_metric}")} - {"target", "unlearned", "oracle", STAGE})
     worst = [STAGE] if any(f"{STAGE}/{forget_metric}" in r["metrics"] for r in runs) else []
-    stages = ["unlearned"] + attacks + worst
+    target = ["target"] if any(f"target/{forget_metric}" in r["metrics"] for r in runs) else []
+    stages = target + ["unlearned"] + attacks + worst
     head = ["benchmark", "method", "optimizer", "n"] + [f"{s}/{forget_metric}" for s in stages] + \
-        [f"unlearned/{utility_metric}"]
+        [f"unlearned/{utility_metric}"] + (["strongest attack", "recovered"] if worst else [])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     labels: Dict[str, int] = {}
-    if worst:  # most robust first: the lowest mean worst case
+    if worst:  # most robust first
         key = f"{STAGE}/{forget_metric}"
-        groups = dict(sorted(groups.items(), key=lambda g: statistics.fmean(
-            [r["metrics"][key] for r in g[1] if key in r["metrics"]] or [float("inf")])))
+
+        def robustness(members):
+            gaps = [abs(r["metrics"][key] - r["metrics"][f"target/{forget_metric}"]) for r in members
+                    if key in r["metrics"] and f"target/{forget_metric}" in r["metrics"]]
+            if gaps:
+                return -statistics.fmean(gaps)
+            return statistics.fmean([r["metrics"][key] for r in members if key in r["metrics"]] or [float("inf")])
+        groups = dict(sorted(groups.items(), key=lambda g: robustness(g[1])))
     for members in groups.values():
         first = members[0]
         label = f"{first['benchmark']}/{first['method']}/{first['optimizer']}"
@@ -111,6 +152,8 @@ def seed_table(runs: List[Dict], forget_metric: str, utility_metric: str) -> str
         cells = [first["benchmark"], first["method"], name, str(len(members))]
         for key in [f"{s}/{forget_metric}" for s in stages] + [f"unlearned/{utility_metric}"]:
             cells.append(_mean_spread([r["metrics"][key] for r in members if key in r["metrics"]]))
+        if worst:
+            cells += [_strongest(members, attacks, forget_metric), _recovered(members, forget_metric)]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -186,24 +229,41 @@ def _save(fig, ax, path: Path) -> Path:
 
 
 def plot_recovery(runs: List[Dict], forget_metric: str, path: Path) -> Optional[Path]:
-    """Bars of ``<attack>/<forget_metric> - unlearned/<forget_metric>`` per run and attack."""
+    """Heat map of the mean over seeds of ``<attack>/<forget_metric> - unlearned/<forget_metric>``: one row per
+    configuration (as in the robustness table), one column per attack stage, each cell annotated."""
     plt = pyplot()
     base_key = f"unlearned/{forget_metric}"
-    attacks = sorted({k.split("/")[0] for r in runs for k in r["metrics"]} - {"target", "unlearned", "oracle", STAGE})
-    rows = [r for r in runs if base_key in r["metrics"]]
-    if not attacks or not rows:
+    attacks = sorted({k.split("/")[0] for r in runs for k in r["metrics"] if k.endswith(f"/{forget_metric}")}
+                     - {"target", "unlearned", "oracle", STAGE})
+    groups: Dict[str, List[Dict]] = {}
+    for run in runs:
+        if base_key in run["metrics"]:
+            groups.setdefault(run["configuration"], []).append(run)
+    if not attacks or not groups:
         return None
-    fig, ax = plt.subplots(figsize=(max(5, 1.2 * len(rows) * len(attacks)), 4))
-    width = 0.8 / len(attacks)
-    for a_idx, attack in enumerate(attacks):
-        vals = [r["metrics"].get(f"{attack}/{forget_metric}", float("nan")) - r["metrics"][base_key] for r in rows]
-        ax.bar([i + a_idx * width for i in range(len(rows))], vals, width, label=attack)
-    ax.set_xticks([i + width * (len(attacks) - 1) / 2 for i in range(len(rows))])
-    ax.set_xticklabels([_label(r) for r in rows], rotation=30, ha="right", fontsize=8)
-    ax.axhline(0, color="k", lw=0.8)
-    ax.set_ylabel(f"{forget_metric}: attacked − unlearned")
-    ax.set_title("Recovery of forgotten knowledge per attack")
-    return _save(fig, ax, path)
+    labels, grid = [], []
+    for members in groups.values():
+        label = f"{members[0]['method']}/{members[0]['optimizer']}"
+        labels.append(label + (f" #{labels.count(label) + 1}" if label in labels else "") + f" (n={len(members)})")
+        row = []
+        for attack in attacks:
+            gaps = [r["metrics"][f"{attack}/{forget_metric}"] - r["metrics"][base_key] for r in members
+                    if f"{attack}/{forget_metric}" in r["metrics"]]
+            row.append(statistics.fmean(gaps) if gaps else float("nan"))
+        grid.append(row)
+    fig, ax = plt.subplots(figsize=(min(40, 2 + 0.9 * len(attacks)), 1.5 + 0.45 * len(labels)))
+    bound = max([abs(v) for row in grid for v in row if v == v] + [1e-9])
+    image = ax.imshow(grid, cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto")
+    for i, row in enumerate(grid):
+        for j, value in enumerate(row):
+            if value == value:
+                ax.text(j, i, f"{value:+.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if abs(value) > 0.6 * bound else "black")
+    ax.set_xticks(range(len(attacks)), attacks, rotation=40, ha="right", fontsize=8)
+    ax.set_yticks(range(len(labels)), labels, fontsize=8)
+    fig.colorbar(image, ax=ax, label="attacked − unlearned")
+    ax.set_title(f"Recovery of forgotten knowledge per attack: {forget_metric}, mean over seeds")
+    return save_figure(fig, path, dpi=120)
 
 
 def budget_curves(runs: List[Dict], forget_metric: str) -> Dict[str, Dict[str, List[tuple]]]:
@@ -251,7 +311,8 @@ def report(root: Path, forget_metric: str = "forget_qa_acc", utility_metric: str
     runs = collect(root)
     cols = metric_columns(runs)
     md = to_markdown(runs, cols)
-    md += f"\nOver seeds (mean ± sample standard deviation):\n\n{seed_table(runs, forget_metric, utility_metric)}"
+    md += (f"\nRobustness over seeds (mean ± sample standard deviation; most robust first):\n\n"
+           f"{seed_table(runs, forget_metric, utility_metric)}")
     atomic_write_text(root / "report.md", md)
     atomic_write_text(root / "report.csv", to_csv(runs, cols))
     print(md)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Dict, List
 
+from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 
 from unlearn_cli.progress import console
@@ -39,4 +41,12 @@ def table(metrics: Dict[str, float], title: str) -> Table:
 
 
 def print_summary(metrics: Dict[str, float], title: str) -> None:
-    console.print(table(metrics, title))
+    """Print the table at its natural width: a run with many attack stages stays readable (a narrow terminal
+    wraps its lines; a log file keeps them whole) instead of squeezing every cell to an ellipsis."""
+    tab = table(metrics, title)
+    needed = Measurement.get(console, console.options.update_width(10_000), tab).maximum
+    if needed <= console.width:
+        console.print(tab)
+        return
+    Console(file=console.file, width=needed, force_terminal=console.is_terminal, no_color=console.no_color,
+            highlight=False).print(tab)

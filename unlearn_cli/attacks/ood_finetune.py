@@ -69,7 +69,7 @@ class OODFinetune(Attack):
     plus the run seed. Otherwise ``data`` is a local ``.jsonl`` / ``.json`` / ``.csv`` file of records whose
     ``question_field`` and ``answer_field`` become prompt and answer, in the model's prompt format, with
     ``num_samples`` of them drawn (null = all). Settings as ``relearn``: ``steps``, ``lr``, ``batch_size``,
-    ``precision``, ``max_grad_norm``, ``optimizer``. The protocol's budgets and rates are not published
+    ``precision``, ``max_grad_norm``, ``optimizer``, ``schedule``, ``warmup_steps``. The protocol's budgets and rates are not published
     (we reuse relearning's). A file that is missing is refused before any stage runs."""
 
     def __init__(self, data: str = "arithmetic", num_samples: Optional[PositiveInt] = 256,
@@ -77,12 +77,13 @@ class OODFinetune(Attack):
                  lr: PositiveFloat = 3e-4, batch_size: PositiveInt = 16,
                  precision: Literal["fp32", "bf16", "bf16_pure"] = "bf16",
                  max_grad_norm: Optional[PositiveFloat] = 1.0, seed_offset: NonNegativeInt = 2000,
-                 optimizer: Optional[OptimizerSpec] = None):
+                 optimizer: Optional[OptimizerSpec] = None, schedule: Literal["constant", "linear", "cosine"] = "constant",
+                 warmup_steps: NonNegativeInt = 0):
         self.data, self.num_samples, self.seed_offset = data, num_samples, seed_offset
         self.question_field, self.answer_field = question_field, answer_field
         self.optimizer = optimizer if optimizer is not None else AdamW(betas=(0.9, 0.98))
         self.settings = TrainSettings(lr=lr, steps=steps, batch_size=batch_size, precision=precision,
-                                      max_grad_norm=max_grad_norm)
+                                      max_grad_norm=max_grad_norm, schedule=schedule, warmup_steps=warmup_steps)
 
     def check(self, device) -> None:
         if self.data != "arithmetic" and not Path(self.data).expanduser().is_file():

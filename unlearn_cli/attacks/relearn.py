@@ -23,18 +23,21 @@ class Relearn(Attack):
     (default AdamW, betas (0.9, 0.98), no weight decay). ``mix_retain`` adds a retain batch of the
     same size to each step (an attacker who also keeps utility). The full forget split is then
     evaluated, so recovery on the *unseen* forget facts measures how shallow the unlearning was.
+    ``schedule`` (``constant``, ``linear`` or ``cosine`` decay) after ``warmup_steps`` linear warm-up steps: SMOOTH's
+    WMDP protocol warms up for ``max(1, S/10)`` steps then decays linearly, its MUSE protocol decays by cosine.
     Give several budgets as several instances: ``attack.relearn_50: {name: relearn, steps: 50}``.
     """
 
     def __init__(self, fraction: Fraction = 0.5, num_samples: Optional[PositiveInt] = None, steps: PositiveInt = 10,
                  lr: PositiveFloat = 3e-4, batch_size: PositiveInt = 16, mix_retain: bool = False, precision: Literal["fp32", "bf16", "bf16_pure"] = "bf16",
                  max_grad_norm: Optional[PositiveFloat] = 1.0, seed_offset: NonNegativeInt = 1000,
-                 optimizer: Optional[OptimizerSpec] = None):
+                 optimizer: Optional[OptimizerSpec] = None, schedule: Literal["constant", "linear", "cosine"] = "constant",
+                 warmup_steps: NonNegativeInt = 0):
         self.fraction, self.num_samples, self.mix_retain = fraction, num_samples, mix_retain
         self.seed_offset = seed_offset
         self.optimizer = optimizer if optimizer is not None else AdamW(betas=(0.9, 0.98))
         self.settings = TrainSettings(lr=lr, steps=steps, batch_size=batch_size, precision=precision,
-                                      max_grad_norm=max_grad_norm)
+                                      max_grad_norm=max_grad_norm, schedule=schedule, warmup_steps=warmup_steps)
 
     def check_data(self, data, forget_splits) -> None:
         check_sample(data, self.fraction, self.num_samples, "relearn")
