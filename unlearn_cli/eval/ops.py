@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from unlearn_cli.data.encoding import IGNORE, EncodedQA, MCQ_LETTERS, left_pad
+from unlearn_cli.errors import UserError
 from unlearn_cli.eval.decode import fit_prompts, left_pad_positions, length_buckets, model_device
 from unlearn_cli.models.build import context_length
 from unlearn_cli.eval.stats import logp_moments
@@ -197,8 +198,12 @@ def prompt_activations(model, prompts: Sequence[Sequence[int]], pad_id: int, bat
         rows = EncodedQA([list(prompts[i]) for i in idx], [[] for _ in idx]).batch(range(len(idx)), pad_id)
         mask = rows["attention_mask"].to(dev)
         with autocast():
-            hidden = model(input_ids=rows["input_ids"].to(dev), attention_mask=mask,
-                           output_hidden_states=True).hidden_states[layer]
+            states = model(input_ids=rows["input_ids"].to(dev), attention_mask=mask,
+                           output_hidden_states=True).hidden_states
+        if not -len(states) <= layer < len(states):
+            raise UserError(f"layer={layer} is out of range: this model has hidden states 0..{len(states) - 1} "
+                            f"(0 = embeddings, -1 = the last layer)")
+        hidden = states[layer]
         pooled = (hidden.float() * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
         for row, i in enumerate(idx):
             out[i] = pooled[row].double().cpu().numpy()

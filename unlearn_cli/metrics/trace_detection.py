@@ -6,7 +6,7 @@ from typing import Dict, List, Tuple
 
 import numpy as np
 
-from unlearn_cli.bounds import Fraction, NonNegativeInt, PositiveFloat
+from unlearn_cli.bounds import Fraction, Integer, NonNegativeInt, PositiveFloat
 from unlearn_cli.contracts import Metric
 from unlearn_cli.metrics._common import greedy_requests
 from unlearn_cli.registry import METRICS
@@ -88,7 +88,7 @@ class TraceDetection(Metric):
     baseline = "target"
 
     def __init__(self, relevant: str = "forget", irrelevant: str = "retain", test_fraction: Fraction = 0.3,
-                 layer: int = -1, c: PositiveFloat = 1.0, seed: NonNegativeInt = 42):
+                 layer: Integer = -1, c: PositiveFloat = 1.0, seed: NonNegativeInt = 42):
         self.relevant, self.irrelevant, self.test_fraction = relevant, irrelevant, float(test_fraction)
         self.layer, self.c, self.seed = layer, float(c), seed
         self.splits = [relevant, irrelevant]
