@@ -58,7 +58,8 @@ def _descends_and_moves_only_trainable(h: Harness, steps: int = 5):
     trainable = {n for n, p in h.model.named_parameters() if p.requires_grad}
     reached = _reached(h, batch)
     before = snapshot(h.model)
-    theta0 = snapshot(h.reference.model) if h.reference is not None else {}
+    kept = h.reference is not None and h.reference.model is not None  # released when only its cache is read
+    theta0 = snapshot(h.reference.model) if kept else {}
     with torch.no_grad():
         start = float(h.objective(batch))
     for _ in range(steps):
@@ -69,7 +70,7 @@ def _descends_and_moves_only_trainable(h: Harness, steps: int = 5):
     if not h.method.needs_hooks:  # a loss on the LM's outputs reaches every trainable weight
         assert reached == trainable
     assert changed(h.model, before) == reached  # every reached tensor moved; no frozen or unreached one did
-    if h.reference is not None:
+    if kept:
         assert changed(h.reference.model, theta0) == set()  # theta_0 stays theta_0
     assert end < start, f"objective on its own batch rose from {start} to {end}"
     return batch
@@ -195,3 +196,11 @@ def test_plugin_runs_with_a_method_and_cleans_up(name):
         sum_terms(GradientAscent().loss(model, batch)[0]).backward()
     for (n, p), q in zip(h.model.named_parameters(), fresh.parameters()):
         assert torch.equal(p.grad, q.grad), f"{n}: a plug-in hook is still installed"
+
+
+@pytest.mark.parametrize("kind", sorted(__import__("unlearn_cli.registry", fromlist=["ALL"]).ALL))
+def test_the_source_read_summaries_list_what_registering_finds(kind):
+    """`unlearn list` reads names and first docstring lines from the source (no torch import); they must be what
+    importing the modules registers."""
+    from unlearn_cli.registry import ALL
+    assert ALL[kind].summaries() == ALL[kind].describe()

@@ -293,12 +293,12 @@ def cmd_list(argv: List[str]) -> None:
             raise UserError(f"unknown group '{group}';{suggest(group, GROUPS)} known: {', '.join(GROUPS)}")
         print(f"{group}:")
         registry = ALL.get(group)
-        docs = dict(registry.describe()) if registry else {}
+        docs = dict(registry.summaries()) if registry else {}
         for option in group_options(group):
             print(f"  {option:<16} {docs.get(option, _yaml_description(group, option))}")
         if group == "eval":
             print("  metrics:")
-            for name, doc in ALL["metric"].describe():
+            for name, doc in ALL["metric"].summaries():
                 print(f"    {name:<14} {doc}")
 
 

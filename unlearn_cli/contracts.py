@@ -40,6 +40,7 @@ class Method(Protocol):
     needs_retain: bool = False          # every step batch carries a ``retain`` mini-batch
     needs_hooks: bool = False           # reads decoder hidden states (representation methods)
     reference_splits: Tuple[str, ...] = ("forget",)  # splits whose theta_0 sequence NLLs are cached up front
+    needs_reference_model: bool = True  # False: theta_0 is read only through the cached splits (released after)
 
     @abstractmethod
     def loss(self, model, batch, reference) -> Tuple[Terms, Logs]:

@@ -9,8 +9,11 @@ is checked against its kind's protocol (``unlearn_cli.contracts``) when it regis
 
 from __future__ import annotations
 
+import ast
 import importlib
+import importlib.util
 import pkgutil
+from pathlib import Path
 from typing import Callable, Dict
 
 from unlearn_cli import contracts
@@ -61,6 +64,26 @@ class Registry:
             known = ", ".join(self.names())
             raise UserError(f"unknown {self.kind} '{name}';{suggest(name, self._entries)} known: {known}")
         return self._entries[name]
+
+    def summaries(self):
+        """(name, first docstring line) for every entry, read from the modules' source with ``ast`` -- nothing
+        is imported, so ``unlearn list`` needs neither torch nor transformers."""
+        pkg = importlib.util.find_spec(self.package)
+        out = {}
+        for folder in pkg.submodule_search_locations:
+            for path in sorted(Path(folder).glob("*.py")):
+                if path.name.startswith("_"):
+                    continue
+                for node in ast.walk(ast.parse(path.read_text(), str(path))):
+                    if not isinstance(node, ast.ClassDef):
+                        continue
+                    for deco in node.decorator_list:
+                        if (isinstance(deco, ast.Call) and isinstance(deco.func, ast.Attribute)
+                                and deco.func.attr == "register" and deco.args
+                                and isinstance(deco.args[0], ast.Constant)):
+                            doc = (ast.get_docstring(node) or "").strip().splitlines()
+                            out[deco.args[0].value] = doc[0] if doc else ""
+        return sorted(out.items())
 
     def describe(self):
         """(name, first docstring line) for every entry."""

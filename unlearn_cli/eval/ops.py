@@ -15,6 +15,7 @@ import torch
 
 from unlearn_cli.data.encoding import IGNORE, EncodedQA, MCQ_LETTERS, left_pad
 from unlearn_cli.errors import UserError
+from unlearn_cli.models.forward import answer_forward, answer_logits, supervised_positions
 from unlearn_cli.eval.decode import fit_prompts, left_pad_positions, length_buckets, model_device
 from unlearn_cli.models.build import context_length
 from unlearn_cli.eval.stats import logp_moments
@@ -35,10 +36,9 @@ def answer_nll(model, encoded: EncodedQA, pad_id: int, batch_size: int, autocast
     dev = model_device(model)
     sums, counts = torch.zeros(len(encoded)), torch.zeros(len(encoded))
     for idx in length_buckets([len(p) + len(a) for p, a in zip(encoded.prompts, encoded.answers)], batch_size):
-        batch = encoded.batch(idx, pad_id)
+        batch = {k: v.to(dev) for k, v in encoded.batch(idx, pad_id).items()}
         with autocast():
-            logits = model(input_ids=batch["input_ids"].to(dev), attention_mask=batch["attention_mask"].to(dev)).logits
-        s, c = sequence_nll(logits, batch["labels"].to(dev))
+            s, c = answer_forward(model, batch).sequence_nll()  # logits at the answer positions only
         sums[idx] = s.float().cpu()
         counts[idx] = c.float().cpu()
     return sums, counts
@@ -104,13 +104,12 @@ def token_stats(model, encoded: EncodedQA, pad_id: int, batch_size: int, autocas
     out: List[Optional[TokenStats]] = [None] * len(encoded)
     for idx in length_buckets([len(p) + len(a) for p, a in zip(encoded.prompts, encoded.answers)], batch_size):
         batch = encoded.batch(idx, pad_id)
-        with autocast():
-            logits = model(input_ids=batch["input_ids"].to(dev), attention_mask=batch["attention_mask"].to(dev)).logits
         labels = batch["labels"][:, 1:].to(dev)
         mask = labels != -100
-        picked = logits[:, :-1][mask]  # (supervised tokens, vocab)
+        with autocast():  # (supervised tokens, vocab): gathered before the LM head
+            picked = answer_logits(model, batch["input_ids"].to(dev), batch["attention_mask"].to(dev),
+                                   supervised_positions(batch["labels"]).to(dev))
         targets = labels[mask]
-        del logits
         parts = []
         for start in range(0, picked.shape[0], chunk_tokens):
             logp_all = torch.log_softmax(picked[start:start + chunk_tokens].float(), dim=-1)
@@ -174,9 +173,7 @@ def grad_norms(model, encoded: EncodedQA, pad_id: int, autocast, p: float = 2.0)
             for i in range(len(encoded)):
                 batch = encoded.batch([i], pad_id)
                 with autocast():
-                    logits = model(input_ids=batch["input_ids"].to(dev),
-                                   attention_mask=batch["attention_mask"].to(dev)).logits
-                nll, count = sequence_nll(logits, batch["labels"].to(dev))
+                    nll, count = answer_forward(model, {k: v.to(dev) for k, v in batch.items()}).sequence_nll()
                 grads = torch.autograd.grad((nll / count.clamp_min(1)).sum(), params, allow_unused=True)
                 norms = [g.detach().float().norm(p=p) for g in grads if g is not None]
                 out[i] = float(torch.stack(norms).mean())

@@ -41,9 +41,8 @@ class RetainTerm:
         out = forward if forward is not None else answer_forward(model, batch)
         if self.loss == "nll":
             return out.mean_nll()
-        mask = torch.zeros_like(batch["labels"], dtype=torch.bool)
-        mask[:, :-1] = batch["labels"][:, 1:] != -100
-        return forward_kl(reference.logits(batch), out.logits, mask)
+        # KL at the positions that predict supervised tokens: the rows of answer_logits
+        return forward_kl(reference.answer_logits(batch), out.answer_logits())
 
     def add(self, terms: dict, logs: dict, model, batch, reference, forward: Optional[AnswerForward] = None):
         """``terms["retain"] = weight * R`` (and ``logs["retain_loss"] = R``) when active; returns ``(terms, logs)``."""

@@ -31,7 +31,7 @@ class CEU(Method):
         self.needs_reference = self.retain.needs_reference
 
     def loss(self, model, batch, reference=None):
-        out = answer_forward(model, batch["forget"])
+        out = answer_forward(model, batch["forget"], full_logits=True)  # unlikelihood reads every position
         forget = unlikelihood_loss(out.logits, drop_first_answer_tokens(out.labels, self.skip_first_tokens))
         logs = {"forget_loss": forget.detach(), "forget_nll": out.mean_nll().detach()}
         return self.retain.add({"forget": self.forget_weight * forget}, logs, model, batch, reference)

@@ -26,6 +26,7 @@ class IdkDPO(Method):
         self.beta = beta
         self.forget_weight = forget_weight
         self.retain = RetainTerm(retain_weight, retain_loss)
+        self.needs_reference_model = self.retain.needs_reference  # else theta_0 is only its cached NLLs
         self.needs_retain = self.retain.active
         self.refusal_seed = refusal_seed
 

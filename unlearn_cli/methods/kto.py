@@ -32,6 +32,7 @@ class KTO(Method):
         self.beta = beta
         self.forget_weight = forget_weight
         self.retain = RetainTerm(retain_weight, "nll")
+        self.needs_reference_model = False  # theta_0 is only its cached forget (and retain) NLLs
         self.reference_point = reference_point
         self.needs_retain = self.retain.active or reference_point == "retain"
         self.reference_splits = ("forget", "retain") if reference_point == "retain" else ("forget",)

@@ -31,7 +31,7 @@ class UNDIAL(Method):
 
     def loss(self, model, batch, reference=None):
         f = batch["forget"]
-        out = answer_forward(model, f)
+        out = answer_forward(model, f, full_logits=True)  # UNDIAL reads every position
         forget = undial_loss(out.logits, reference.logits(f), out.labels, self.beta)
         logs = {"forget_loss": forget.detach(), "forget_nll": out.mean_nll().detach()}
         return self.retain.add({"forget": self.forget_weight * forget}, logs, model, batch, reference)

@@ -31,6 +31,7 @@ class Reference:
         self.batch_size = batch_size
         self.autocast = autocast or contextlib.nullcontext
         self._seq_nll: Dict[str, torch.Tensor] = {}
+        self._seq_nll_device = next(model.parameters()).device if model is not None else torch.device("cpu")
         self._hidden: Dict[str, Dict[int, Dict[int, torch.Tensor]]] = {}
         self._hidden_bytes = 0
         self.hidden_cache_bytes = 1 << 30  # cap on cached hidden states (float32 bytes)
@@ -43,27 +44,38 @@ class Reference:
             return answer_forward(self.model, moved)
 
     def logits(self, batch) -> torch.Tensor:
-        """Reference logits for a batch (always on the fly)."""
-        return self.forward(batch).logits
+        """Reference logits (B, T, V) for a batch (always on the fly)."""
+        dev = self._device()
+        moved = {k: batch[k].to(dev) for k in ("input_ids", "attention_mask", "labels")}
+        with torch.no_grad(), self.autocast():
+            return answer_forward(self.model, moved, full_logits=True).logits
+
+    def answer_logits(self, batch) -> torch.Tensor:
+        """Reference logits (N, V) at the batch's supervised positions (always on the fly)."""
+        return self.forward(batch).answer_logits()
 
     def precompute(self, split: str, encoded) -> None:
-        """Cache summed answer NLL of every example of ``split`` (no-op when caching is off)."""
+        """Cache summed answer NLL of every example of ``split`` (no-op when caching is off): length-sorted
+        batches (little padding), under ``inference_mode``, logits at the answer positions only."""
         if not self.cache_enabled:
             return
-        values = []
-        for start in range(0, len(encoded), self.batch_size):
-            batch = encoded.batch(range(start, min(start + self.batch_size, len(encoded))), self.pad_id)
-            nll, _ = self.forward(batch).sequence_nll()
-            values.append(nll.float())
-        self._seq_nll[split] = torch.cat(values)
-
-    def _device(self):
-        return next(self.model.parameters()).device
+        order = sorted(range(len(encoded)), key=lambda i: len(encoded.prompts[i]) + len(encoded.answers[i]))
+        values = torch.zeros(len(encoded))
+        dev = self._device()
+        with torch.inference_mode(), self.autocast():
+            for start in range(0, len(order), self.batch_size):
+                idx = order[start:start + self.batch_size]
+                batch = {k: v.to(dev) for k, v in encoded.batch(idx, self.pad_id).items()}
+                nll, _ = answer_forward(self.model, batch).sequence_nll()
+                values[idx] = nll.float().cpu()
+        self._seq_nll[split] = values.to(dev)
 
     def sequence_nll(self, split: str, batch) -> torch.Tensor:
         """Summed reference NLL per sequence of ``batch`` (cached when available)."""
         if split in self._seq_nll:
             return self._seq_nll[split][batch["index"].to(self._seq_nll[split].device)]
+        if self.model is None:
+            raise RuntimeError(f"the reference model was released after caching; split '{split}' is not cached")
         nll, _ = self.forward(batch).sequence_nll()
         return nll.float()
 
@@ -126,6 +138,11 @@ class Reference:
         return out
 
     def release(self) -> Optional[object]:
-        """Drop the model once everything needed is cached (frees memory during unlearning)."""
+        """Drop the model once everything the method reads is cached (frees its memory during unlearning)."""
         model, self.model = self.model, None
         return model
+
+    def _device(self):
+        if self.model is None:
+            return self._seq_nll_device
+        return next(self.model.parameters()).device

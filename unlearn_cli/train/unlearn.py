@@ -122,9 +122,13 @@ def build(model, method, data, train_encoded: Dict[str, EncodedQA], encode: Call
     reference = None
     if method.needs_reference:
         ref_model = distributed.wrap_reference(frozen_copy(model), dist_spec, settings)
-        reference = Reference(ref_model, pad_id, cache=cache_reference, autocast=autocast)
+        # the cache is built in the step's batch size (length-sorted): no slower than one epoch of reference forwards
+        reference = Reference(ref_model, pad_id, cache=cache_reference, batch_size=settings.batch_size, autocast=autocast)
         for split in method.reference_splits:
             reference.precompute(split, splits[split])
+        if cache_reference and not method.needs_reference_model:
+            del ref_model
+            reference.release()  # everything the method reads from theta_0 is cached: free the copy
     regime = ("DeepSpeed bf16 (fp32 masters in the optimizer)" if dist_spec.kind == "deepspeed" and
               settings.precision != "fp32" else weight_regime(model, settings.precision))
     method.setup(model, reference)
