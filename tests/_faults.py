@@ -12,11 +12,19 @@ from pathlib import Path
 from typing import Callable, List
 
 
+def _default_sigint() -> None:
+    """In the child, before exec: SIGINT at its default, as in a terminal. A test suite started as a background
+    job of a non-interactive shell (``bash -c '... &'``) inherits SIGINT ignored, and Python then installs no
+    KeyboardInterrupt handler, so a Ctrl-C test would see the run ignore the signal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def start(args: List[str], run_dir: Path, cache: Path, cwd: Path) -> subprocess.Popen:
     """``unlearn run <args> output_dir=<run_dir>`` in the background (stderr captured)."""
     env = dict(os.environ, UNLEARN_CACHE_DIR=str(cache), WANDB_MODE="offline")
     return subprocess.Popen([sys.executable, "-m", "unlearn_cli", "run", *args, f"output_dir={run_dir}"], cwd=cwd,
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=_default_sigint)
 
 
 def rows(run_dir: Path) -> list:
