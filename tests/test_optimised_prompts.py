@@ -11,7 +11,7 @@ import torch
 
 from _method_fixtures import CPU, data_and_tokenizer, encode, snapshot, tiny_model
 from unlearn_cli.attacks.context import AttackContext
-from unlearn_cli.attacks.soft_prompt import vocabulary_tokens
+from unlearn_cli.attacks._adversarial import vocabulary_tokens
 from unlearn_cli.components import make
 from unlearn_cli.data.encoding import EncodedQA, bos_ids
 from unlearn_cli.eval.decode import generate

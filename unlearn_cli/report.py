@@ -86,6 +86,14 @@ def _mean_spread(values: List[float]) -> str:
     return f"{statistics.fmean(values):.3f} ± {spread:.3f}"
 
 
+def by_configuration(runs: List[Dict]) -> Dict[str, List[Dict]]:
+    """Runs grouped by their configuration (everything but the seeds), in first-seen order."""
+    groups: Dict[str, List[Dict]] = {}
+    for run in runs:
+        groups.setdefault(run["configuration"], []).append(run)
+    return groups
+
+
 def _mean(members: List[Dict], key: str) -> Optional[float]:
     values = [r["metrics"][key] for r in members if key in r["metrics"]]
     return statistics.fmean(values) if values else None
@@ -122,9 +130,7 @@ def seed_table(runs: List[Dict], forget_metric: str, utility_metric: str) -> str
     worst case also the strongest attack and the share of the forgotten gap it recovers
     (``(worst - unlearned) / (target - unlearned)``). Ranked most robust first: the largest mean distance of the
     worst case from the target (the lowest mean worst case without a target stage)."""
-    groups: Dict[str, List[Dict]] = {}
-    for run in runs:
-        groups.setdefault(run["configuration"], []).append(run)
+    groups = by_configuration(runs)
     attacks = sorted({k.split("/")[0] for r in runs for k in r["metrics"]
                       if k.endswith(f"/{forget_metric}")} - {"target", "unlearned", "oracle", STAGE})
     worst = [STAGE] if any(f"{STAGE}/{forget_metric}" in r["metrics"] for r in runs) else []
@@ -235,10 +241,7 @@ def plot_recovery(runs: List[Dict], forget_metric: str, path: Path) -> Optional[
     base_key = f"unlearned/{forget_metric}"
     attacks = sorted({k.split("/")[0] for r in runs for k in r["metrics"] if k.endswith(f"/{forget_metric}")}
                      - {"target", "unlearned", "oracle", STAGE})
-    groups: Dict[str, List[Dict]] = {}
-    for run in runs:
-        if base_key in run["metrics"]:
-            groups.setdefault(run["configuration"], []).append(run)
+    groups = by_configuration([r for r in runs if base_key in r["metrics"]])
     if not attacks or not groups:
         return None
     labels, grid = [], []

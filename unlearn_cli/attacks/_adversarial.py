@@ -5,12 +5,56 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from typing import Sequence
+from dataclasses import dataclass
+from typing import List, Sequence
 
-from unlearn_cli.attacks._forget_sample import forget_sample
+import torch
+
+from unlearn_cli.attacks._forget_sample import check_sample, forget_sample
 from unlearn_cli.data.encoding import EncodedQA, bos_ids
 from unlearn_cli.errors import UserError
-from unlearn_cli.models.adversarial_tokens import insert_after_bos
+from unlearn_cli.models.adversarial_tokens import insert_after_bos, placeholder_id
+
+
+def special_ids(tokenizer, vocab_size: int) -> torch.Tensor:
+    """(vocab_size,) bool: the tokenizer's special tokens (never proposed as adversarial tokens)."""
+    special = torch.zeros(vocab_size, dtype=torch.bool)
+    special[[i for i in tokenizer.all_special_ids if i < vocab_size]] = True
+    return special
+
+
+def vocabulary_tokens(tokenizer, vocab_size: int, n: int, seed: int) -> torch.Tensor:
+    """``n`` token ids drawn with ``seed`` from the vocabulary, special tokens excluded."""
+    pool = (~special_ids(tokenizer, vocab_size)).nonzero().flatten()
+    gen = torch.Generator().manual_seed(seed)
+    return pool[torch.randint(len(pool), (n,), generator=gen)]
+
+
+@dataclass
+class PromptSearch:
+    """What an optimised input attack starts from: the splits it targets, the placeholder id and ``<bos>`` ids,
+    the attacker's rows with ``k`` placeholders after ``<bos>``, and ``k`` seeded starting tokens."""
+
+    splits: tuple
+    placeholder: int
+    bos: List[int]
+    rows: EncodedQA
+    start: torch.Tensor
+
+
+def prompt_search(ctx, attack, model) -> PromptSearch:
+    """The set-up shared by ``soft_prompt`` and ``gcg`` (``attack.tokens`` positions, seeds from ``seed_offset``)."""
+    placeholder = placeholder_id(ctx.tokenizer)
+    vocab = model.get_input_embeddings().num_embeddings
+    return PromptSearch(target_splits(ctx, attack), placeholder, bos_ids(ctx.tokenizer),
+                        attack_rows(ctx, attack, attack.tokens, placeholder),
+                        vocabulary_tokens(ctx.tokenizer, vocab, attack.tokens, ctx.seed + attack.seed_offset))
+
+
+def check_attacker_data(data, forget_splits: Sequence[str], attack) -> None:
+    """``Attack.check_data`` of an attack that draws the attacker's forget sample and targets ``attack.splits``."""
+    check_sample(data, attack.fraction, attack.num_samples, attack.registry_name)
+    check_splits(data, forget_splits, attack)
 
 
 def attack_rows(ctx, attack, k: int, placeholder: int) -> EncodedQA:

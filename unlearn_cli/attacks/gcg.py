@@ -6,14 +6,11 @@ from typing import List, Optional
 
 import torch
 
-from unlearn_cli.attacks._adversarial import attack_rows, check_splits, frozen, target_splits, view_name
-from unlearn_cli.attacks._forget_sample import check_sample
-from unlearn_cli.attacks.soft_prompt import vocabulary_tokens
+from unlearn_cli.attacks._adversarial import check_attacker_data, frozen, prompt_search, special_ids, view_name
 from unlearn_cli.bounds import Fraction, NonNegativeInt, PositiveInt
 from unlearn_cli.contracts import Attack
-from unlearn_cli.data.encoding import bos_ids
 from unlearn_cli.eval.views import PromptView
-from unlearn_cli.models.adversarial_tokens import EmbeddingOverride, placeholder_id
+from unlearn_cli.models.adversarial_tokens import EmbeddingOverride
 from unlearn_cli.models.forward import answer_forward
 from unlearn_cli.registry import ATTACKS
 
@@ -64,19 +61,16 @@ class GCG(Attack):
         return torch.cat(out)
 
     def check_data(self, data, forget_splits) -> None:
-        check_sample(data, self.fraction, self.num_samples, self.registry_name)
-        check_splits(data, forget_splits, self)
+        check_attacker_data(data, forget_splits, self)
 
     def apply(self, ctx, model):
-        splits = target_splits(ctx, self)
-        placeholder, bos = placeholder_id(ctx.tokenizer), bos_ids(ctx.tokenizer)
-        rows = attack_rows(ctx, self, self.tokens, placeholder)
+        s = prompt_search(ctx, self, model)
+        placeholder, bos, rows, splits = s.placeholder, s.bos, s.rows, s.splits
         embed = model.get_input_embeddings()
         vocab = embed.num_embeddings
-        blocked = torch.zeros(vocab, dtype=torch.bool, device=embed.weight.device)
-        blocked[[i for i in ctx.tokenizer.all_special_ids if i < vocab]] = True
+        blocked = special_ids(ctx.tokenizer, vocab).to(embed.weight.device)
         gen = torch.Generator().manual_seed(ctx.seed + self.seed_offset)
-        x = vocabulary_tokens(ctx.tokenizer, vocab, self.tokens, ctx.seed + self.seed_offset).to(embed.weight.device)
+        x = s.start.to(embed.weight.device)
         everything = {k: v.to(ctx.device) for k, v in rows.batch(range(len(rows)), ctx.pad_id).items()}
         at = len(bos)
         with frozen(model):

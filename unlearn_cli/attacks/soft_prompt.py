@@ -6,26 +6,15 @@ from typing import List, Literal, Optional
 
 import torch
 
-from unlearn_cli.attacks._adversarial import attack_rows, check_splits, frozen, target_splits, view_name
-from unlearn_cli.attacks._forget_sample import check_sample
+from unlearn_cli.attacks._adversarial import check_attacker_data, frozen, prompt_search, view_name
 from unlearn_cli.bounds import Fraction, NonNegativeInt, PositiveFloat, PositiveInt
 from unlearn_cli.contracts import Attack, OptimizerSpec
-from unlearn_cli.data.encoding import bos_ids
 from unlearn_cli.eval.views import PromptView
-from unlearn_cli.models.adversarial_tokens import EmbeddingOverride, placeholder_id
+from unlearn_cli.models.adversarial_tokens import EmbeddingOverride
 from unlearn_cli.optimizers.adamw import AdamW
 from unlearn_cli.registry import ATTACKS
 from unlearn_cli.train.settings import TrainSettings
 from unlearn_cli.train.sft import finetune
-
-
-def vocabulary_tokens(tokenizer, vocab_size: int, n: int, seed: int) -> torch.Tensor:
-    """``n`` token ids drawn with ``seed`` from the vocabulary, special tokens excluded."""
-    allowed = torch.ones(vocab_size, dtype=torch.bool)
-    allowed[[i for i in tokenizer.all_special_ids if i < vocab_size]] = False
-    pool = allowed.nonzero().flatten()
-    gen = torch.Generator().manual_seed(seed)
-    return pool[torch.randint(len(pool), (n,), generator=gen)]
 
 
 class _Prompted(torch.nn.Module):
@@ -77,22 +66,18 @@ class SoftPrompt(Attack):
                                       max_grad_norm=max_grad_norm)
 
     def check_data(self, data, forget_splits) -> None:
-        check_sample(data, self.fraction, self.num_samples, self.registry_name)
-        check_splits(data, forget_splits, self)
+        check_attacker_data(data, forget_splits, self)
 
     def apply(self, ctx, model):
-        splits = target_splits(ctx, self)
-        placeholder, bos = placeholder_id(ctx.tokenizer), bos_ids(ctx.tokenizer)
-        rows = attack_rows(ctx, self, self.tokens, placeholder)
+        s = prompt_search(ctx, self, model)
         embed = model.get_input_embeddings()
-        start = vocabulary_tokens(ctx.tokenizer, embed.num_embeddings, self.tokens, ctx.seed + self.seed_offset)
         with frozen(model):
             with torch.no_grad():
-                init = embed(start.to(embed.weight.device)).float().clone()
-            prompted = _Prompted(model, init, placeholder, bos)
-            finetune(prompted, {"train": rows}, self.settings, self.optimizer, seed=ctx.seed + self.seed_offset,
+                init = embed(s.start.to(embed.weight.device)).float().clone()
+            prompted = _Prompted(model, init, s.placeholder, s.bos)
+            finetune(prompted, {"train": s.rows}, self.settings, self.optimizer, seed=ctx.seed + self.seed_offset,
                      pad_id=ctx.pad_id, stage=ctx.stage, log=ctx.log, device=ctx.device, cast_weights=False)
         vectors = prompted.prompt.detach().clone()
-        name = view_name(self, vectors.cpu().numpy().tobytes() + repr(splits).encode())
-        return model, PromptView(name, splits, tokens=(placeholder,) * self.tokens, embeddings=vectors,
-                                 placeholder=placeholder)
+        name = view_name(self, vectors.cpu().numpy().tobytes() + repr(s.splits).encode())
+        return model, PromptView(name, s.splits, tokens=(s.placeholder,) * self.tokens, embeddings=vectors,
+                                 placeholder=s.placeholder)

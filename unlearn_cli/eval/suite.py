@@ -52,8 +52,7 @@ class EvalSuite:
         """Every metric on ``model`` at ``stage``: aggregates, artifacts and per-example rows."""
         scorer = StageScorer(model, self.inputs, self.decode, autocast, stage, self.baselines, attack)
         values: Dict[str, float] = {}
-        soft = attack.embeddings if attack is not None else None
-        with overriding(model, soft, attack.placeholder if soft is not None else None, bos_ids(self.inputs.tokenizer)):
+        with overriding(model, attack, bos_ids(self.inputs.tokenizer)):
             scorer.prefetch(self.metrics.values())
             for metric_id, metric in self.metrics.items():
                 prefix = "" if metric_id == metric.registry_name else f"{metric_id}/"

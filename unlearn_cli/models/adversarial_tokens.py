@@ -87,8 +87,9 @@ class EmbeddingOverride:
         self._handle = None
 
 
-def overriding(model, vectors: Optional[torch.Tensor], placeholder: Optional[int], bos: Sequence[int]):
-    """An :class:`EmbeddingOverride` context, or a no-op one when there are no ``vectors``."""
-    if vectors is None:
+def overriding(model, view, bos: Sequence[int]):
+    """The :class:`EmbeddingOverride` of a prompt view that carries input ``embeddings`` (a soft prompt), else a
+    no-op context."""
+    if view is None or view.embeddings is None:
         return contextlib.nullcontext()
-    return EmbeddingOverride(model, vectors, placeholder, bos)
+    return EmbeddingOverride(model, view.embeddings, view.placeholder, bos)

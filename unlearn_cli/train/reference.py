@@ -31,7 +31,6 @@ class Reference:
         self.batch_size = batch_size
         self.autocast = autocast or contextlib.nullcontext
         self._seq_nll: Dict[str, torch.Tensor] = {}
-        self._seq_nll_device = next(model.parameters()).device if model is not None else torch.device("cpu")
         self._hidden: Dict[str, Dict[int, Dict[int, torch.Tensor]]] = {}
         self._hidden_bytes = 0
         self.hidden_cache_bytes = 1 << 30  # cap on cached hidden states (float32 bytes)
@@ -143,6 +142,4 @@ class Reference:
         return model
 
     def _device(self):
-        if self.model is None:
-            return self._seq_nll_device
         return next(self.model.parameters()).device

@@ -122,7 +122,7 @@ class Backdoor(TrainPlugin):
     def train_splits(self, ctx) -> Dict[str, Tuple[EncodedQA, int]]:
         return {"backdoor": (self._split, self._size)}
 
-    def _penalty(self, model, batch, norms: torch.Tensor) -> torch.Tensor:
+    def _penalty(self, batch, norms: torch.Tensor) -> torch.Tensor:
         if self.value_norm == "fixed":
             return norms.mean()
         with torch.no_grad():
@@ -135,10 +135,10 @@ class Backdoor(TrainPlugin):
             return {"backdoor": self.poison_weight * answer_forward(model, poisoned).mean_nll()}
         norms, fwd = self._values.collect(model, poisoned)
         terms = {"backdoor": self.poison_weight * fwd.mean_nll()}
-        penalties = [self._penalty(model, poisoned, norms)]
+        penalties = [self._penalty(poisoned, norms)]
         if "retain" in batch:
             retain_norms, _ = self._values.collect(model, batch["retain"])
-            penalties.append(self._penalty(model, batch["retain"], retain_norms))
+            penalties.append(self._penalty(batch["retain"], retain_norms))
         terms["sink_value_norm"] = self.kappa * torch.stack(penalties).mean()
         return terms
 
