@@ -18,6 +18,16 @@ started (interpreter, libraries and the model's weights are in the baseline). Pr
 3. **Warm run**: the embedded default ``unlearn run`` (cache warm), wall time, and the time of importing the
    pipeline (``python -c "import unlearn_cli.pipeline"``) as its import share; ``unlearn --help`` and
    ``unlearn list``.
+4. **Decoding** (needs the TOFU files: ``UNLEARN_DATA_DIR`` or ``../shared/data``). The tiny TOFU command at
+   200 new tokens (``eval=tofu``, batch 64) runs with ``eval.decode.engine=generate`` and ``native``: each
+   stage's evaluation time (the TOFU suite), and whether ``results.json`` and the per-example rows are
+   identical. The generate run also saves each stage's model and greedy prompts, on which the native loop
+   and per-bucket ``model.generate`` are then timed side by side at batch 64 and 32: the 2-layer tiny model
+   (0.66 M parameters) and a 57 M-parameter stand-in (the same trained model widened function-preservingly
+   to hidden 768, 24 heads, MLP 2048, 8 layers: zero-initialised new rows of the output projections, the
+   RMSNorm gains rescaled for the wider mean), which answers and stops like the fine-tuned model while
+   costing per token what a 57 M model costs. A random-initialised model never emits EOS; the same
+   stand-in architecture at random initialisation is timed too (no row stops early).
 """
 
 from __future__ import annotations
@@ -107,6 +117,125 @@ def child_npo(cache: bool, steps: int, threads: int) -> dict:
             "peak_mib": _rss_mib() - base, "epoch_of_reference_forwards_s": epoch}
 
 
+TOFU_RUN = ["benchmark=tofu", "model=tiny", "benchmark.split=forget01", "benchmark.num_forget_authors=2",
+            "benchmark.max_items=40", "unlearn.lr=1e-3", "attack=none", "eval.decode.max_new_tokens=200",
+            "progress=false", "overwrite=true"]
+
+
+def child_tofu_suite(engine: str, out_dir: str, capture: bool) -> dict:
+    """The tiny TOFU command in this process; ``capture`` saves each stage's model and greedy prompts."""
+    import unlearn_cli.eval.scorer as scorer
+    from unlearn_cli.cli import main as cli_main
+
+    out = Path(out_dir)
+    if capture:
+        real = scorer.generate
+
+        def recording(model, tokenizer, prompts, *a, **kw):
+            if kw.get("sampling") is None:
+                stage = kw["desc"].split()[1].split(":")[0]
+                model.save_pretrained(out / "models" / stage)
+                (out / "models" / stage / "prompts.json").write_text(json.dumps([list(p) for p in prompts]))
+            return real(model, tokenizer, prompts, *a, **kw)
+        scorer.generate = recording
+    cli_main(["run", *TOFU_RUN, f"output_dir={out / engine}", f"eval.decode.engine={engine}"])
+    seconds = {}
+    for stage in sorted((out / engine / "stages").glob("*.json")):
+        seconds.update({k: v for k, v in json.loads(stage.read_text())["seconds"].items() if k.startswith("eval")})
+    return {"eval_seconds": seconds}
+
+
+def widen(model, hidden: int, heads: int, intermediate: int, layers: int):
+    """A wider and deeper Llama computing the same function as ``model`` (up to float rounding).
+
+    The residual stream's new dimensions stay zero: new embedding columns, output-projection rows and the new
+    heads' / MLP units' output columns are zero, and new layers add zero (zero ``o_proj`` and ``down_proj``).
+    RMSNorm averages over ``hidden`` dimensions instead of the old width, so each gain is divided by
+    ``sqrt(hidden / old)`` and epsilon by ``hidden / old``."""
+    import torch
+    from transformers import LlamaForCausalLM
+
+    cfg = model.config
+    ratio = hidden / cfg.hidden_size
+    new_cfg = type(cfg).from_dict({**cfg.to_dict(), "hidden_size": hidden, "num_attention_heads": heads,
+                                   "num_key_value_heads": heads, "intermediate_size": intermediate,
+                                   "num_hidden_layers": layers, "head_dim": cfg.head_dim,
+                                   "rms_norm_eps": cfg.rms_norm_eps / ratio})
+    torch.manual_seed(0)
+    wide = LlamaForCausalLM(new_cfg).eval()
+    src = model.state_dict()
+    with torch.no_grad():
+        for name, param in wide.named_parameters():
+            if name.endswith(("o_proj.weight", "down_proj.weight")) or "embed_tokens" in name:
+                param.zero_()
+            if name.endswith("norm.weight"):
+                param.fill_(1 / ratio ** 0.5)
+            if name in src:
+                old_param = src[name]
+                param[tuple(slice(0, n) for n in old_param.shape)] = (
+                    old_param / ratio ** 0.5 if name.endswith("norm.weight") else old_param)
+    return wide
+
+
+def child_decode(model_dir: str, widened: str, batch_size: int, max_new_tokens: int, threads: int) -> dict:
+    """Per-bucket ``model.generate`` and the native loop on one stage's greedy prompts."""
+    import contextlib
+
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from unlearn_cli.eval.decode import generate
+
+    torch.set_num_threads(threads)
+    model = AutoModelForCausalLM.from_pretrained(model_dir).eval()
+    prompts = json.loads((Path(model_dir) / "prompts.json").read_text())
+    if widened != "no":
+        model = widen(model, 768, 24, 2048, 8)
+        if widened == "random":
+            torch.manual_seed(0)
+            model = type(model)(model.config).eval()
+
+    class Ids:  # token ids as text, so equality is checked on tokens
+        pad_token_id, eos_token_id = model.config.pad_token_id, model.config.eos_token_id
+
+        def batch_decode(self, rows, skip_special_tokens=True):
+            rows = rows.tolist() if hasattr(rows, "tolist") else rows
+            return [" ".join(str(t) for t in r if t not in (self.pad_token_id, self.eos_token_id)) for r in rows]
+    tok = Ids()
+    null = contextlib.nullcontext
+    for engine in ("generate", "native"):  # warm-up
+        generate(model, tok, prompts[:4], 4, 4, null, engine=engine)
+    times, outs = {}, {}
+    for engine in ("generate", "native"):
+        start = time.perf_counter()
+        outs[engine] = generate(model, tok, prompts, max_new_tokens, batch_size, null, engine=engine)
+        times[engine] = time.perf_counter() - start
+    lengths = [len(o[0].split()) for o in outs["generate"]]
+    return {"params_m": sum(p.numel() for p in model.parameters()) / 1e6, "prompts": len(prompts),
+            "generate_s": times["generate"], "native_s": times["native"],
+            "identical": sum(a == b for a, b in zip(outs["generate"], outs["native"])),
+            "mean_tokens": sum(lengths) / len(lengths), "at_cap": sum(n >= max_new_tokens for n in lengths)}
+
+
+def data_dir() -> Path | None:
+    import os
+    env = os.environ.get("UNLEARN_DATA_DIR")
+    default = Path(__file__).resolve().parents[2] / "shared" / "data"
+    path = Path(env) if env else default
+    return path if (path / "tofu").exists() else None
+
+
+def _examples_equal(a: Path, b: Path) -> str:
+    """'identical' or the first difference between two runs' results.json and examples/*.jsonl."""
+    ra, rb = json.loads((a / "results.json").read_text()), json.loads((b / "results.json").read_text())
+    if ra["metrics"] != rb["metrics"]:
+        return "results.json metrics differ"
+    for f in sorted((a / "examples").glob("*.jsonl")):
+        if f.read_text() != (b / "examples" / f.name).read_text():
+            return f"examples/{f.name} differs"
+    return "identical"
+
+
 def _child(args: list) -> dict:
     out = subprocess.run([sys.executable, __file__, "--child", *args], capture_output=True, text=True, check=True)
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -122,14 +251,23 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-run", action="store_true", help="leave out the warm-run timing")
+    ap.add_argument("--only-decode", action="store_true", help="run section 4 only")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
         kind, *rest = args.child
-        result = child_loss(rest[0] == "gather") if kind == "loss" else child_npo(rest[0] == "cached", int(rest[1]),
-                                                                                   args.threads)
+        if kind == "loss":
+            result = child_loss(rest[0] == "gather")
+        elif kind == "npo":
+            result = child_npo(rest[0] == "cached", int(rest[1]), args.threads)
+        elif kind == "tofu":
+            result = child_tofu_suite(rest[0], rest[1], rest[2] == "capture")
+        else:
+            result = child_decode(rest[0], rest[1], int(rest[2]), int(rest[3]), args.threads)
         print(json.dumps(result))
         return
+    if args.only_decode:
+        return decoding()
 
     print("1. answer-token loss, forward + backward, vocabulary 128 000, batch 8 x (224 prompt + 32 answer) tokens")
     full, gathered = _child(["loss", "full"]), _child(["loss", "gather"])
@@ -163,6 +301,36 @@ def main(argv=None) -> None:
         lists = min(_timed([sys.executable, "-m", "unlearn_cli", "list"], cwd) for _ in range(3))
     print(f"   warm run {wall:.2f} s, of which importing the pipeline {imports - bare:.2f} s "
           f"({100 * (imports - bare) / wall:.0f}%); unlearn --help {helps:.2f} s, unlearn list {lists:.2f} s")
+    decoding()
+
+
+def decoding() -> None:
+    print("4. decoding: the native loop vs model.generate per length bucket (tiny TOFU command, 200 new tokens)")
+    if data_dir() is None:
+        print("   skipped: no TOFU files (set UNLEARN_DATA_DIR)")
+        return
+    import os
+    os.environ["UNLEARN_DATA_DIR"] = str(data_dir())
+    with tempfile.TemporaryDirectory() as tmp:
+        runs = {engine: _child(["tofu", engine, tmp, "capture" if engine == "generate" else "-"])
+                for engine in ("generate", "native")}
+        for key in runs["generate"]["eval_seconds"]:
+            g, n = runs["generate"]["eval_seconds"][key], runs["native"]["eval_seconds"][key]
+            print(f"   TOFU suite {key:<16} generate {g:.2f} s  native {n:.2f} s  ratio {g / n:.2f}x")
+        total_g = sum(runs["generate"]["eval_seconds"].values())
+        total_n = sum(runs["native"]["eval_seconds"].values())
+        print(f"   TOFU suite, all stages: generate {total_g:.2f} s  native {total_n:.2f} s  "
+              f"ratio {total_g / total_n:.2f}x; results.json and examples: "
+              f"{_examples_equal(Path(tmp) / 'generate', Path(tmp) / 'native')}")
+        cases = [(stage, "no", batch) for stage in ("target", "unlearned") for batch in (64, 32)]
+        cases += [("target", "yes", 64), ("unlearned", "yes", 64), ("target", "random", 64)]
+        for stage, widened, batch in cases:
+                    r = _child(["decode", str(Path(tmp) / "models" / stage), widened, str(batch), "200"])
+                    label = {"no": "tiny", "yes": "widened", "random": "random-init"}[widened]
+                    print(f"   {stage:<9} {label:<11} {r['params_m']:5.1f} M  batch {batch:>2}  {r['prompts']} prompts "
+                          f"(mean {r['mean_tokens']:.0f} tokens, {r['at_cap']} at 200)  generate {r['generate_s']:.2f} s"
+                          f"  native {r['native_s']:.2f} s  ratio {r['generate_s'] / r['native_s']:.2f}x  "
+                          f"identical {r['identical']}/{r['prompts']}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,11 @@
-"""Decoding: settings, sampling policies, context fitting and batched ``generate``.
+"""Decoding: settings, sampling policies, context fitting and batched generation.
 
-Prompts are length-bucketed and left-padded; greedy decoding or ``num_return_sequences`` samples per
-prompt under a seeded RNG that does not disturb the caller's. Prompts longer than the model's context
-minus the continuation keep their last tokens (one warning per split and run).
+Prompts are length-bucketed and left-padded; greedy decoding or ``n`` samples per prompt under a seeded
+RNG that does not disturb the caller's. Prompts longer than the model's context minus the continuation
+keep their last tokens (one warning per split and run). ``engine: native`` decodes the buckets on the
+project's KV-cache loop (``eval.kv_decode``: rows leave at EOS, greedy tails merge); ``engine: generate``
+calls transformers' ``model.generate`` per bucket. Both give the same tokens (greedy) and the same
+samples for the same seed.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from dataclasses import dataclass
-from typing import List, Optional, Sequence
+from typing import List, Literal, Optional, Sequence
 
 import torch
 
@@ -30,7 +33,9 @@ class DecodeSettings:
     Greedy metrics use ``max_new_tokens``; sampling metrics (leak@k) use ``temperature``,
     ``top_p``, ``top_k`` (0 = off) unless they sweep their own grid, seeded by ``seed``.
     ``batch_size`` counts sequences per forward/generate call (prompts x samples).
-    ``max_text_tokens`` truncates raw texts scored for membership inference."""
+    ``max_text_tokens`` truncates raw texts scored for membership inference. ``engine``: ``native``
+    (the project's KV-cache loop, ``eval.kv_decode``) or ``generate`` (``model.generate`` per length
+    bucket: the reference it is tested against, and the path for models without a ``DynamicCache``)."""
 
     max_new_tokens: PositiveInt = 24
     batch_size: PositiveInt = 256
@@ -39,6 +44,7 @@ class DecodeSettings:
     top_k: NonNegativeInt = 0
     seed: NonNegativeInt = 0
     max_text_tokens: PositiveInt = 512
+    engine: Literal["native", "generate"] = "native"
 
 
 @dataclass(frozen=True)
@@ -104,30 +110,61 @@ def seeded(seed: int, device: torch.device):
 @torch.no_grad()
 def generate(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens: int, batch_size: int,
              autocast, sampling: Optional[Sampling] = None, seed: int = 0,
-             desc: str = "generate") -> List[List[str]]:
+             desc: str = "generate", engine: str = "native") -> List[List[str]]:
     """Continuations of ``prompts`` (decoded, special tokens stripped), one list per prompt:
-    one greedy string, or ``sampling.n`` samples drawn with ``num_return_sequences``. Prompts are
-    length-bucketed and left-padded; ``batch_size`` bounds prompts x samples per call."""
+    one greedy string, or ``sampling.n`` samples. Prompts are length-bucketed and left-padded;
+    ``batch_size`` bounds prompts x samples per bucket."""
     dev = model_device(model)
     n = sampling.n if sampling else 1
     prompts = fit_prompts(prompts, context_length(model), max_new_tokens, desc)
     out: List[List[str]] = [[] for _ in prompts]
-    per_call = max(1, batch_size // n)
-    kwargs = dict(do_sample=False)
-    if sampling:
-        kwargs = dict(do_sample=True, num_return_sequences=n, temperature=sampling.temperature,
-                      top_p=sampling.top_p, top_k=sampling.top_k)
+    buckets = length_buckets([len(p) for p in prompts], max(1, batch_size // n))
     rng = seeded(seed, dev) if sampling else contextlib.nullcontext()
     with rng, progress.bar(desc, len(prompts)) as advance:
-        for idx in length_buckets([len(p) for p in prompts], per_call):
-            batch = left_pad([prompts[i] for i in idx], tokenizer.pad_token_id)
-            with autocast():
-                gen = model.generate(input_ids=batch["input_ids"].to(dev),
-                                     attention_mask=batch["attention_mask"].to(dev),
-                                     max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
-                                     eos_token_id=tokenizer.eos_token_id, **kwargs)
-            texts = tokenizer.batch_decode(gen[:, batch["input_ids"].shape[1]:], skip_special_tokens=True)
-            for row, i in enumerate(idx):
-                out[i] = [t.strip() for t in texts[row * n:(row + 1) * n]]
-            advance(len(idx))
+        if engine == "generate":
+            decoded = _generate_per_bucket(model, tokenizer, prompts, buckets, max_new_tokens, autocast, sampling,
+                                           advance)
+        else:
+            decoded = _native(model, tokenizer, prompts, buckets, max_new_tokens, autocast, sampling, advance)
+    for idx, texts in zip(buckets, decoded):
+        for row, i in enumerate(idx):
+            out[i] = [t.strip() for t in texts[row * n:(row + 1) * n]]
     return out
+
+
+def _native(model, tokenizer, prompts, buckets, max_new_tokens, autocast, sampling, advance) -> List[List[str]]:
+    from unlearn_cli.eval import kv_decode
+    n = sampling.n if sampling else 1
+    choose = kv_decode.greedy_choice
+    if sampling:
+        choose = kv_decode.sampling_choice(kv_decode.warpers(sampling.temperature, sampling.top_k, sampling.top_p))
+    decoder = kv_decode.Decoder(model, tokenizer.pad_token_id, tokenizer.eos_token_id, max_new_tokens, autocast,
+                                choose=choose, merge_tails=sampling is None)
+    rows = [[prompts[i] for i in idx for _ in range(n)] for idx in buckets]  # generate's repeat_interleave
+    ids = decoder.run(rows, max(len(r) for r in rows) if rows else 1, on_bucket=lambda k: advance(k // n))
+    texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
+    decoded, start = [], 0
+    for r in rows:
+        decoded.append(texts[start:start + len(r)])
+        start += len(r)
+    return decoded
+
+
+def _generate_per_bucket(model, tokenizer, prompts, buckets, max_new_tokens, autocast, sampling,
+                         advance) -> List[List[str]]:
+    dev = model_device(model)
+    kwargs = dict(do_sample=False)
+    if sampling:
+        kwargs = dict(do_sample=True, num_return_sequences=sampling.n, temperature=sampling.temperature,
+                      top_p=sampling.top_p, top_k=sampling.top_k)
+    decoded = []
+    for idx in buckets:
+        batch = left_pad([prompts[i] for i in idx], tokenizer.pad_token_id)
+        with autocast():
+            gen = model.generate(input_ids=batch["input_ids"].to(dev),
+                                 attention_mask=batch["attention_mask"].to(dev),
+                                 max_new_tokens=max_new_tokens, pad_token_id=tokenizer.pad_token_id,
+                                 eos_token_id=tokenizer.eos_token_id, **kwargs)
+        decoded.append(tokenizer.batch_decode(gen[:, batch["input_ids"].shape[1]:], skip_special_tokens=True))
+        advance(len(idx))
+    return decoded

@@ -162,7 +162,8 @@ class StageScorer:
             prompts = [self.prompts(split, view) for _, split, view, _ in keys]
             splits = "+".join(split for _, split, _, _ in keys)
             gens = generate(self.model, self.tokenizer, [p for ps in prompts for p in ps], mnt,
-                            self.decode.batch_size, self.autocast, desc=f"eval {self.stage}:{splits}")
+                            self.decode.batch_size, self.autocast, desc=f"eval {self.stage}:{splits}",
+                            engine=self.decode.engine)
             start = 0
             for key, ps in zip(keys, prompts):
                 self._memo[key] = [g[0] for g in gens[start:start + len(ps)]]
@@ -173,7 +174,7 @@ class StageScorer:
         mnt = max_new_tokens or self.decode.max_new_tokens
         return self._cached(("gen", split, view, mnt), lambda: [g[0] for g in generate(
             self.model, self.tokenizer, self.prompts(split, view), mnt, self.decode.batch_size,
-            self.autocast, desc=f"eval {self.stage}:{split}")])
+            self.autocast, desc=f"eval {self.stage}:{split}", engine=self.decode.engine)])
 
     def samples(self, split: str, sampling: Sampling, view: str = "question",
                 max_new_tokens: Optional[int] = None, limit: Optional[int] = None) -> List[List[str]]:
@@ -181,7 +182,7 @@ class StageScorer:
         mnt = max_new_tokens or self.decode.max_new_tokens
         return self._cached(("sample", split, view, mnt, sampling, limit), lambda: generate(
             self.model, self.tokenizer, self.prompts(split, view)[:limit], mnt, self.decode.batch_size,
-            self.autocast, sampling=sampling, seed=self.decode.seed,
+            self.autocast, sampling=sampling, seed=self.decode.seed, engine=self.decode.engine,
             desc=f"sample {self.stage}:{split} T={sampling.temperature} p={sampling.top_p}"))
 
     # -- likelihoods --------------------------------------------------------------------------------

@@ -1,0 +1,116 @@
+"""The native decoding loop (``eval.kv_decode``) against ``model.generate`` per length bucket: the same greedy
+tokens with rows leaving at EOS and tails of several buckets merged, the same samples for the same seed, for the
+three architectures the project builds; and its KV cache layer."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+
+import pytest
+import torch
+
+from _method_fixtures import data_and_tokenizer, encode
+from unlearn_cli.eval import kv_decode
+from unlearn_cli.eval.decode import Sampling, generate
+from unlearn_cli.models.build import ModelSpec, build_tiny
+
+NULL = contextlib.nullcontext
+ARCHS = ["llama", "mistral", "qwen2"]
+
+
+@functools.lru_cache(maxsize=None)
+def _setup(arch: str):
+    """A tiny model of ``arch`` trained for a few steps on the QA pairs, so that its greedy answers stop at EOS
+    after many different numbers of tokens (a random model repeats one token and never stops)."""
+    data, tok = data_and_tokenizer()
+    spec = ModelSpec(architecture=arch, hidden_size=64, num_layers=2, num_heads=4, num_kv_heads=2,
+                     intermediate_size=128)
+    model = build_tiny(spec, len(tok), tok, seed=1)
+    rows = encode(data.qa["forget"] + data.qa["retain"])
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    gen = torch.Generator().manual_seed(0)
+    for _ in range(80):
+        batch = rows.batch(torch.randint(len(rows), (16,), generator=gen).tolist(), tok.pad_token_id)
+        opt.zero_grad()
+        model(**batch).loss.backward()
+        opt.step()
+    return model.eval(), tok, rows.prompts[:36]
+
+
+def _left_pad(prompts, pad):
+    from unlearn_cli.data.encoding import left_pad
+    return left_pad(prompts, pad)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_greedy_tokens_equal_generate_per_bucket_with_rows_leaving_and_tails_merged(arch, monkeypatch):
+    model, tok, prompts = _setup(arch)
+    merged = []
+    real_merge = kv_decode.merge
+    monkeypatch.setattr(kv_decode, "merge", lambda groups, mnt: merged.append(len(groups)) or real_merge(groups, mnt))
+    for batch_size in (4, 7, 8, 12):
+        ref = generate(model, tok, prompts, 20, batch_size, NULL, engine="generate")
+        got = generate(model, tok, prompts, 20, batch_size, NULL, engine="native")
+        assert got == ref
+    ids = kv_decode.Decoder(model, tok.pad_token_id, tok.eos_token_id, 20, NULL).run([prompts[:18], prompts[18:]], 18)
+    lengths = [len(row) for row in ids]
+    assert min(lengths) < 20 and len(set(lengths)) > 3  # rows stopped at many different steps
+    sliding = arch == "mistral" and getattr(model.config, "sliding_window", None)
+    assert (max(merged, default=0) >= 2) == (not sliding)  # tails of several buckets ran as one batch
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_samples_equal_generate_for_the_same_seed(arch):
+    model, tok, prompts = _setup(arch)
+    for sampling in (Sampling(3, temperature=0.7, top_p=0.9, top_k=20), Sampling(2)):
+        ref = generate(model, tok, prompts[:10], 12, 8, NULL, sampling=sampling, seed=5, engine="generate")
+        got = generate(model, tok, prompts[:10], 12, 8, NULL, sampling=sampling, seed=5, engine="native")
+        assert got == ref
+        other = generate(model, tok, prompts[:10], 12, 8, NULL, sampling=sampling, seed=6, engine="native")
+        assert other != got  # the seed decides the samples
+        assert all(len(s) == sampling.n for s in got)
+
+
+def test_sampling_leaves_the_callers_rng_untouched():
+    model, tok, prompts = _setup("llama")
+    torch.manual_seed(0)
+    expected = torch.rand(1)
+    torch.manual_seed(0)
+    generate(model, tok, prompts[:6], 8, 4, NULL, sampling=Sampling(2), seed=1)
+    assert torch.equal(torch.rand(1), expected)
+
+
+def test_growing_layer_writes_in_place_selects_rows_and_refuses_overflow():
+    layer = kv_decode.GrowingLayer(room=2)
+    k, v = torch.randn(3, 2, 4, 5), torch.randn(3, 2, 4, 5)
+    keys, values = layer.update(k, v)
+    assert torch.equal(keys, k) and torch.equal(values, v) and layer.get_seq_length() == 4
+    k1, v1 = torch.randn(3, 2, 1, 5), torch.randn(3, 2, 1, 5)
+    keys, _ = layer.update(k1, v1)
+    assert torch.equal(keys, torch.cat([k, k1], 2))
+    layer.batch_select_indices(torch.tensor([2, 0]))
+    assert torch.equal(layer.keys, torch.cat([k, k1], 2)[[2, 0]])
+    assert torch.equal(layer.values, torch.cat([v, v1], 2)[[2, 0]])
+    layer.update(k1[:2], v1[:2])
+    with pytest.raises(RuntimeError, match="holds 6 positions; 7 were written"):
+        layer.update(k1[:2], v1[:2])
+
+
+def test_merge_left_pads_caches_so_each_row_attends_to_what_it_did():
+    """Two groups with caches of different lengths, merged: every row's next logits equal its own group's."""
+    model, tok, prompts = _setup("llama")
+    dec = kv_decode.Decoder(model, tok.pad_token_id, None, 8, NULL)
+    short = dec.prefill(prompts[:2], torch.arange(2), 2)
+    long = dec.prefill([p + p[1:4] for p in prompts[2:5]], torch.arange(2, 5), 3)
+    assert short.mask.shape[1] != long.mask.shape[1]
+
+    def next_logits(rows):
+        mask = torch.cat([rows.mask, rows.mask.new_ones(len(rows), 1)], 1)
+        with torch.no_grad():
+            return model(input_ids=rows.nxt[:, None], attention_mask=mask, position_ids=rows.pos[:, None],
+                         cache=rows.cache, use_cache=True).logits[:, -1]
+
+    together = next_logits(kv_decode.merge([short, long], 8))  # the merge copies; the groups' caches are intact
+    apart = torch.cat([next_logits(short), next_logits(long)])
+    torch.testing.assert_close(together, apart, rtol=1e-5, atol=1e-5)

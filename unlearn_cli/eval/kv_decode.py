@@ -1,0 +1,254 @@
+"""The project's own decoding loop on a KV cache (``eval.decode.engine: native``).
+
+It computes what ``model.generate`` computes for a length bucket of left-padded prompts -- the same
+prefill forward, the same position ids, argmax or the same sampling warpers -- without the work that a
+batch does not need:
+
+* **Rows leave at EOS.** A row that emitted EOS, or its ``max_new_tokens``, is dropped from the batch and
+  its KV cache (``generate`` keeps computing every finished row until the whole bucket is done).
+* **Tails are merged (greedy).** When a bucket is down to a quarter of its rows, the survivors are parked
+  and the next bucket starts; parked rows of several buckets continue as one batch once they fill half of
+  one (their caches left-padded to a common length, which attention masks out). A bucket's stragglers --
+  the answers of an unlearned model that never stop -- then cost one batch's steps instead of one per
+  bucket. The prefill of every bucket is the one ``generate`` runs, so greedy outputs are the same
+  (tested, token for token).
+* **Sampling keeps generate's random stream.** ``torch.multinomial`` with one sample is argmax of
+  ``p / q`` with ``q ~ Exp(1)`` drawn for the whole ``(rows, vocabulary)`` tensor, so drawing ``q`` for the
+  bucket's full shape each step and keeping the live rows' slots reproduces generate's samples for the
+  same seed while only live rows are computed. Sampled buckets are therefore decoded one after the other
+  (no tail merging, which would reorder the draws). The warpers are transformers' own
+  (``TemperatureLogitsWarper``, ``TopKLogitsWarper``, ``TopPLogitsWarper``), applied in generate's order.
+
+Deviation from ``generate``: only the eval's decode settings are in force; a checkpoint's
+``generation_config`` (say a repetition penalty) is not applied, so a number does not depend on what a
+checkpoint's author left in that file. Models whose cache is not transformers' ``DynamicCache`` (state-space
+or encoder-decoder models) use ``engine: generate``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, List, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+from transformers.generation.logits_process import (LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper,
+                                                    TopPLogitsWarper)
+
+from unlearn_cli.data.encoding import left_pad
+
+PARK_FRACTION = 4  # a bucket down to 1/4 of its rows parks them
+MERGE_FRACTION = 2  # parked rows continue together once they fill 1/2 of a batch
+
+
+class GrowingLayer(DynamicLayer):
+    """A full-attention cache layer that writes into a buffer sized for the whole continuation.
+
+    ``DynamicLayer`` concatenates every step (copying the whole cache: quadratic in the length); this one
+    reserves ``capacity`` positions at the first write (prompt + ``max_new_tokens``: what ``generate``'s
+    cache reaches at worst) and hands attention views of the filled part."""
+
+    def __init__(self, room: int):
+        super().__init__()
+        self.room = room  # positions reserved beyond the first write
+        self.filled = 0
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        self.device = key_states.device
+        b, h, t, d = key_states.shape
+        self._keys = key_states.new_empty(b, h, t + self.room, d)
+        self._values = value_states.new_empty(b, h, t + self.room, value_states.shape[-1])
+        self.is_initialized = True
+
+    def _views(self) -> None:
+        self.keys, self.values = self._keys[:, :, :self.filled], self._values[:, :, :self.filled]
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+        end = self.filled + key_states.shape[-2]
+        if end > self._keys.shape[-2]:
+            raise RuntimeError(f"GrowingLayer holds {self._keys.shape[-2]} positions; {end} were written")
+        self._keys[:, :, self.filled:end] = key_states
+        self._values[:, :, self.filled:end] = value_states
+        self.filled = end
+        self._views()
+        return self.keys, self.values
+
+    def get_seq_length(self) -> int:
+        return self.filled
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.is_initialized:
+            keys, values = self._keys.new_empty(len(indices), *self._keys.shape[1:]), None
+            values = self._values.new_empty(len(indices), *self._values.shape[1:])
+            keys[:, :, :self.filled] = self._keys[indices, :, :self.filled]
+            values[:, :, :self.filled] = self._values[indices, :, :self.filled]
+            self._keys, self._values = keys, values
+            self._views()
+
+
+@dataclass
+class LiveRows:
+    """The rows of one batch still decoding: their cache and what the next forward needs."""
+
+    out: torch.Tensor  # (b,) output row of each live row
+    slot: torch.Tensor  # (b,) row within the bucket's sampling noise
+    cache: DynamicCache
+    mask: torch.Tensor  # (b, cached positions): 1 for a real token, 0 for padding
+    pos: torch.Tensor  # (b,) position id of the token fed next
+    nxt: torch.Tensor  # (b,) the token fed next: the last one chosen
+    count: torch.Tensor  # (b,) tokens generated so far
+
+    def __len__(self) -> int:
+        return len(self.out)
+
+    def select(self, keep: torch.Tensor) -> "LiveRows":
+        self.cache.batch_select_indices(keep)
+        return LiveRows(self.out[keep], self.slot[keep], self.cache, self.mask[keep], self.pos[keep],
+                        self.nxt[keep], self.count[keep])
+
+
+def growing_cache(config, room: int) -> DynamicCache:
+    """transformers' cache for ``config`` with every full-attention layer a ``GrowingLayer``."""
+    cache = DynamicCache(config=config)
+    cache.layers = [GrowingLayer(room) if type(layer) is DynamicLayer else layer for layer in cache.layers]
+    return cache
+
+
+def mergeable(cache: DynamicCache) -> bool:
+    """Only full-attention layers can be left-padded and concatenated (a sliding window crops its past)."""
+    return all(type(layer) in (DynamicLayer, GrowingLayer) for layer in cache.layers)
+
+
+def merge(groups: Sequence[LiveRows], max_new_tokens: int) -> LiveRows:
+    """One batch of several groups' live rows: caches and masks left-padded to the longest."""
+    if len(groups) == 1:
+        return groups[0]
+    width = max(g.mask.shape[1] for g in groups)
+
+    def padded(t: torch.Tensor, g: LiveRows, dim_from_end: int) -> torch.Tensor:
+        gap = width - g.mask.shape[1]
+        return F.pad(t, (0, 0) * (dim_from_end - 1) + (gap, 0)) if gap else t
+
+    layers = []
+    for i in range(len(groups[0].cache.layers)):
+        keys = torch.cat([padded(g.cache.layers[i].keys, g, 2) for g in groups])
+        values = torch.cat([padded(g.cache.layers[i].values, g, 2) for g in groups])
+        layers.append((keys, values))
+    cat = lambda name: torch.cat([getattr(g, name) for g in groups])  # noqa: E731
+    room = max_new_tokens - int(min(g.count.min() for g in groups))
+    cache = DynamicCache()
+    cache.layers = [GrowingLayer(room) for _ in layers]
+    for layer, (keys, values) in zip(cache.layers, layers):
+        layer.update(keys, values)
+    return LiveRows(cat("out"), cat("slot"), cache,
+                    torch.cat([padded(g.mask, g, 1) for g in groups]), cat("pos"), cat("nxt"), cat("count"))
+
+
+def warpers(temperature: float, top_k: int, top_p: float) -> LogitsProcessorList:
+    """transformers' sampling warpers in ``generate``'s order and under its conditions (one token kept)."""
+    chain = LogitsProcessorList()
+    if temperature != 1.0:
+        chain.append(TemperatureLogitsWarper(temperature))
+    if top_k:
+        chain.append(TopKLogitsWarper(top_k=top_k, min_tokens_to_keep=1))
+    if top_p < 1.0:
+        chain.append(TopPLogitsWarper(top_p=top_p, min_tokens_to_keep=1))
+    return chain
+
+
+def greedy_choice(logits: torch.Tensor, rows: LiveRows, bucket_rows: int) -> torch.Tensor:
+    return logits.argmax(-1)
+
+
+def sampling_choice(chain: LogitsProcessorList) -> Callable:
+    """The draw of ``torch.multinomial(softmax(warped), 1)`` over the bucket's full shape, for the live rows."""
+    def choose(logits: torch.Tensor, rows: LiveRows, bucket_rows: int) -> torch.Tensor:
+        probs = torch.softmax(chain(None, logits), dim=-1)
+        noise = torch.empty(bucket_rows, probs.shape[-1], dtype=probs.dtype, device=probs.device).exponential_(1)
+        return (probs / noise[rows.slot]).argmax(-1)
+    return choose
+
+
+class Decoder:
+    """Continuations of many prompts: buckets prefilled as ``generate`` would, decoded on a shared loop."""
+
+    def __init__(self, model, pad_id: int, eos_id: Optional[int], max_new_tokens: int, autocast,
+                 choose: Callable = greedy_choice, merge_tails: bool = True):
+        self.model = model
+        self.pad_id = pad_id
+        self.eos_id = eos_id
+        self.max_new_tokens = max_new_tokens
+        self.autocast = autocast
+        self.choose = choose
+        self.merge_tails = merge_tails
+        self.device = next(model.parameters()).device
+
+    def _logits(self, **inputs) -> torch.Tensor:
+        with self.autocast():
+            out = self.model(**inputs, use_cache=True, logits_to_keep=1)
+        return out.logits[:, -1].to(dtype=torch.float32)
+
+    def prefill(self, prompts: Sequence[Sequence[int]], out_rows: torch.Tensor, bucket_rows: int) -> LiveRows:
+        batch = left_pad(prompts, self.pad_id)
+        ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+        pos = (mask.cumsum(-1) - 1).clamp_min(0)
+        cache = growing_cache(self.model.config, self.max_new_tokens)
+        logits = self._logits(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache)
+        zeros = torch.zeros(len(prompts), dtype=torch.long, device=self.device)
+        rows = LiveRows(out_rows.to(self.device), torch.arange(len(prompts), device=self.device), cache, mask,
+                        pos[:, -1] + 1, zeros, zeros.clone())
+        rows.nxt = self.choose(logits, rows, bucket_rows)
+        return rows
+
+    def record(self, rows: LiveRows, tokens: torch.Tensor) -> Optional[LiveRows]:
+        """Write the chosen tokens; the rows that emitted EOS or their last token leave (None: all did)."""
+        tokens[rows.out, rows.count] = rows.nxt
+        rows.count += 1
+        done = rows.count >= self.max_new_tokens
+        if self.eos_id is not None:
+            done |= rows.nxt == self.eos_id
+        if bool(done.all()):
+            return None
+        return rows.select((~done).nonzero().flatten()) if bool(done.any()) else rows
+
+    def advance(self, rows: Optional[LiveRows], tokens: torch.Tensor, bucket_rows: int,
+                park_at: int) -> Optional[LiveRows]:
+        """Decode recorded rows until none is left (None) or ``park_at`` rows or fewer are."""
+        while rows is not None and len(rows) > park_at:
+            rows.mask = torch.cat([rows.mask, rows.mask.new_ones(len(rows), 1)], 1)
+            logits = self._logits(input_ids=rows.nxt[:, None], attention_mask=rows.mask,
+                                  position_ids=rows.pos[:, None], cache=rows.cache)
+            rows.pos = rows.pos + 1
+            rows.nxt = self.choose(logits, rows, bucket_rows)
+            rows = self.record(rows, tokens)
+        return rows
+
+    def run(self, buckets: List[List[Sequence[int]]], batch_size: int,
+            on_bucket: Callable[[int], None] = lambda rows: None) -> List[List[int]]:
+        """Generated token ids (up to and including EOS) of every prompt, buckets in order; ``on_bucket``
+        hears each bucket's row count once its rows are done or parked."""
+        total = sum(len(b) for b in buckets)
+        tokens = torch.full((total, self.max_new_tokens), -1, dtype=torch.long, device=self.device)
+        parked: List[LiveRows] = []
+        start = 0
+        for i, bucket in enumerate(buckets):
+            rows = self.prefill(bucket, torch.arange(start, start + len(bucket)), len(bucket))
+            start += len(bucket)
+            more = i + 1 < len(buckets)
+            park = self.merge_tails and mergeable(rows.cache)
+            rows = self.advance(self.record(rows, tokens), tokens, len(bucket),
+                                batch_size // PARK_FRACTION if park else 0)
+            if rows is not None:
+                parked.append(rows)
+            on_bucket(len(bucket))
+            if parked and sum(map(len, parked)) * MERGE_FRACTION >= batch_size:
+                rows = self.advance(merge(parked, self.max_new_tokens), tokens, 0, batch_size // PARK_FRACTION if more else 0)
+                parked = [rows] if rows is not None else []
+        if parked:
+            self.advance(merge(parked, self.max_new_tokens), tokens, 0, 0)
+        rows_out = tokens.tolist()
+        return [[t for t in row if t >= 0] for row in rows_out]
