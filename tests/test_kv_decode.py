@@ -114,3 +114,26 @@ def test_merge_left_pads_caches_so_each_row_attends_to_what_it_did():
     together = next_logits(kv_decode.merge([short, long], 8))  # the merge copies; the groups' caches are intact
     apart = torch.cat([next_logits(short), next_logits(long)])
     torch.testing.assert_close(together, apart, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_per_row_samples_do_not_depend_on_batch_size_and_top_k_1_is_greedy(arch):
+    model, tok, prompts = _setup(arch)
+    sampling = Sampling(3, temperature=0.9, top_p=0.95, top_k=0)
+    runs = [generate(model, tok, prompts[:12], 16, bs, NULL, sampling=sampling, seed=5, sampling_rng="per_row")
+            for bs in (3, 9, 36)]
+    assert runs[0] == runs[1] == runs[2]
+    assert len({s for per in runs[0] for s in per}) > 12  # the samples do differ from one another
+    assert generate(model, tok, prompts[:12], 16, 9, NULL, sampling=sampling, seed=6,
+                    sampling_rng="per_row") != runs[0]
+    greedy = generate(model, tok, prompts[:12], 16, 9, NULL)
+    top1 = generate(model, tok, prompts[:12], 16, 9, NULL, sampling=Sampling(2, temperature=0.7, top_k=1),
+                    seed=5, sampling_rng="per_row")
+    assert top1 == [[g[0], g[0]] for g in greedy]
+
+
+def test_per_row_streams_need_the_native_engine():
+    from unlearn_cli.errors import UserError
+    from unlearn_cli.eval.decode import DecodeSettings
+    with pytest.raises(UserError, match="sampling_rng 'per_row' needs eval.decode.engine 'native'"):
+        DecodeSettings(engine="generate", sampling_rng="per_row")

@@ -235,6 +235,26 @@ def test_rouge_l_stemming_and_disjoint():
     assert st.rouge_l("", "cat sit", stemmer=True) == (0.0, 0.0)
 
 
+def test_lcs_length_hand_values():
+    assert st.lcs_length("ABCBDAB", "BDCABA") == 4  # CLRS's example: BCBA
+    assert st.lcs_length("", "abc") == 0 and st.lcs_length("abc", "abc") == 3 and st.lcs_length("abc", "def") == 0
+
+
+def test_rouge_l_equals_rouge_score_package_on_the_benchmark_texts():
+    """Bit for bit rouge_score's RougeScorer on every answer of the embedded benchmark scored against
+    another item's (and its own) answer, with and without stemming, plus empty and punctuation-only text."""
+    from rouge_score import rouge_scorer
+    from unlearn_cli.data.fictional import generate as fictional
+    answers = [it.answer for split in ("forget", "retain", "forget_paraphrase") for it in fictional(num_people=20).qa[split]]
+    texts = answers + ["", "?!", "The Cats were SITTING, sat; sits."]
+    pairs = [(a, b) for a, b in zip(texts, texts[3:] + texts[:3])] + [(a, a) for a in texts[:20]]
+    for stemmer in (True, False):
+        ref = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=stemmer)
+        for prediction, reference in pairs:
+            score = ref.score(reference, prediction)["rougeL"]
+            assert st.rouge_l(prediction, reference, stemmer) == (float(score.recall), float(score.fmeasure))
+
+
 def test_exact_memorization_and_extraction_strength_hand_values():
     assert st.exact_memorization([1, 0, 1, 1]) == pytest.approx(0.75)
     assert st.extraction_strength([0, 1, 1, 1]) == pytest.approx(0.75)  # the answer reproduced after one token

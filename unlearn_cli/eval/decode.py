@@ -35,7 +35,11 @@ class DecodeSettings:
     ``batch_size`` counts sequences per forward/generate call (prompts x samples).
     ``max_text_tokens`` truncates raw texts scored for membership inference. ``engine``: ``native``
     (the project's KV-cache loop, ``eval.kv_decode``) or ``generate`` (``model.generate`` per length
-    bucket: the reference it is tested against, and the path for models without a ``DynamicCache``)."""
+    bucket: the reference it is tested against, and the path for models without a ``DynamicCache``).
+    ``sampling_rng``: ``generate`` draws as ``model.generate`` does (the same samples under both engines,
+    but they depend on the batch size and buckets run one after another); ``per_row`` gives every
+    (prompt, sample) its own stream seeded from ``seed``, so samples do not depend on ``batch_size`` and
+    sampled tails merge like greedy ones (native engine only)."""
 
     max_new_tokens: PositiveInt = 24
     batch_size: PositiveInt = 256
@@ -45,6 +49,12 @@ class DecodeSettings:
     seed: NonNegativeInt = 0
     max_text_tokens: PositiveInt = 512
     engine: Literal["native", "generate"] = "native"
+    sampling_rng: Literal["generate", "per_row"] = "generate"
+
+    def __post_init__(self):
+        if self.engine == "generate" and self.sampling_rng == "per_row":
+            raise UserError("eval.decode.sampling_rng 'per_row' needs eval.decode.engine 'native' (model.generate "
+                            "draws for the whole batch); valid with engine 'generate': generate")
 
 
 @dataclass(frozen=True)
@@ -110,7 +120,7 @@ def seeded(seed: int, device: torch.device):
 @torch.no_grad()
 def generate(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens: int, batch_size: int,
              autocast, sampling: Optional[Sampling] = None, seed: int = 0,
-             desc: str = "generate", engine: str = "native") -> List[List[str]]:
+             desc: str = "generate", engine: str = "native", sampling_rng: str = "generate") -> List[List[str]]:
     """Continuations of ``prompts`` (decoded, special tokens stripped), one list per prompt:
     one greedy string, or ``sampling.n`` samples. Prompts are length-bucketed and left-padded;
     ``batch_size`` bounds prompts x samples per bucket."""
@@ -125,28 +135,38 @@ def generate(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens:
             decoded = _generate_per_bucket(model, tokenizer, prompts, buckets, max_new_tokens, autocast, sampling,
                                            advance)
         else:
-            decoded = _native(model, tokenizer, prompts, buckets, max_new_tokens, autocast, sampling, advance)
+            decoded = _native(model, tokenizer, prompts, buckets, max_new_tokens, autocast, sampling, advance,
+                              seed if sampling_rng == "per_row" else None)
     for idx, texts in zip(buckets, decoded):
         for row, i in enumerate(idx):
             out[i] = [t.strip() for t in texts[row * n:(row + 1) * n]]
     return out
 
 
-def _native(model, tokenizer, prompts, buckets, max_new_tokens, autocast, sampling, advance) -> List[List[str]]:
+def _native(model, tokenizer, prompts, buckets, max_new_tokens, autocast, sampling, advance,
+            row_seed: Optional[int]) -> List[List[str]]:
+    """The native loop; ``row_seed`` (sampling only): per-row streams seeded from it."""
     from unlearn_cli.eval import kv_decode
     n = sampling.n if sampling else 1
-    choose = kv_decode.greedy_choice
+    choose, streams = kv_decode.greedy_choice, None
     if sampling:
-        choose = kv_decode.sampling_choice(kv_decode.warpers(sampling.temperature, sampling.top_k, sampling.top_p))
+        chain = kv_decode.warpers(sampling.temperature, sampling.top_k, sampling.top_p)
+        choose = kv_decode.sampling_choice(chain)
+        if row_seed is not None:
+            choose = kv_decode.per_row_choice(chain)
+            order = [i for idx in buckets for i in idx]  # stream of prompt i, sample j, in output-row order
+            by_prompt = kv_decode.row_streams(row_seed, len(prompts), n, model_device(model))
+            streams = [by_prompt[i * n + j] for i in order for j in range(n)]
     decoder = kv_decode.Decoder(model, tokenizer.pad_token_id, tokenizer.eos_token_id, max_new_tokens, autocast,
-                                choose=choose, merge_tails=sampling is None)
-    rows = [[prompts[i] for i in idx for _ in range(n)] for idx in buckets]  # generate's repeat_interleave
-    ids = decoder.run(rows, max(len(r) for r in rows) if rows else 1, on_bucket=lambda k: advance(k // n))
+                                choose=choose, merge_tails=sampling is None or streams is not None, samples=n,
+                                streams=streams)
+    rows = [[prompts[i] for i in idx] for idx in buckets]
+    ids = decoder.run(rows, max(len(r) for r in rows) * n if rows else 1, on_bucket=advance)
     texts = tokenizer.batch_decode(ids, skip_special_tokens=True)
     decoded, start = [], 0
     for r in rows:
-        decoded.append(texts[start:start + len(r)])
-        start += len(r)
+        decoded.append(texts[start:start + len(r) * n])
+        start += len(r) * n
     return decoded
 
 

@@ -41,6 +41,7 @@ from unlearn_cli.data.encoding import left_pad
 
 PARK_FRACTION = 4  # a bucket down to 1/4 of its rows parks them
 MERGE_FRACTION = 2  # parked rows continue together once they fill 1/2 of a batch
+COMPACT_FRACTION = 8  # finished rows leave the cache once they are 1/8 of the batch
 
 
 class GrowingLayer(DynamicLayer):
@@ -80,6 +81,12 @@ class GrowingLayer(DynamicLayer):
     def get_seq_length(self) -> int:
         return self.filled
 
+    def batch_repeat_interleave(self, repeats: int) -> None:
+        if self.is_initialized:
+            self._keys = self._keys.repeat_interleave(repeats, dim=0)
+            self._values = self._values.repeat_interleave(repeats, dim=0)
+            self._views()
+
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         if self.is_initialized:
             keys, values = self._keys.new_empty(len(indices), *self._keys.shape[1:]), None
@@ -94,21 +101,26 @@ class GrowingLayer(DynamicLayer):
 class LiveRows:
     """The rows of one batch still decoding: their cache and what the next forward needs."""
 
-    out: torch.Tensor  # (b,) output row of each live row
+    out: torch.Tensor  # (b,) output row of each row; -1 once it finished (it writes to a scratch row)
     slot: torch.Tensor  # (b,) row within the bucket's sampling noise
     cache: DynamicCache
     mask: torch.Tensor  # (b, cached positions): 1 for a real token, 0 for padding
     pos: torch.Tensor  # (b,) position id of the token fed next
     nxt: torch.Tensor  # (b,) the token fed next: the last one chosen
     count: torch.Tensor  # (b,) tokens generated so far
+    streams: Optional[list] = None  # per-row RowStream (sampling_rng: per_row)
 
     def __len__(self) -> int:
         return len(self.out)
 
+    def alive(self) -> torch.Tensor:
+        return self.out >= 0
+
     def select(self, keep: torch.Tensor) -> "LiveRows":
         self.cache.batch_select_indices(keep)
+        streams = [self.streams[i] for i in keep.tolist()] if self.streams is not None else None
         return LiveRows(self.out[keep], self.slot[keep], self.cache, self.mask[keep], self.pos[keep],
-                        self.nxt[keep], self.count[keep])
+                        self.nxt[keep], self.count[keep], streams)
 
 
 def growing_cache(config, room: int) -> DynamicCache:
@@ -125,6 +137,7 @@ def mergeable(cache: DynamicCache) -> bool:
 
 def merge(groups: Sequence[LiveRows], max_new_tokens: int) -> LiveRows:
     """One batch of several groups' live rows: caches and masks left-padded to the longest."""
+    groups = [g if bool(g.alive().all()) else g.select(g.alive().nonzero().flatten()) for g in groups]
     if len(groups) == 1:
         return groups[0]
     width = max(g.mask.shape[1] for g in groups)
@@ -144,8 +157,9 @@ def merge(groups: Sequence[LiveRows], max_new_tokens: int) -> LiveRows:
     cache.layers = [GrowingLayer(room) for _ in layers]
     for layer, (keys, values) in zip(cache.layers, layers):
         layer.update(keys, values)
+    streams = [s for g in groups for s in g.streams] if groups[0].streams is not None else None
     return LiveRows(cat("out"), cat("slot"), cache,
-                    torch.cat([padded(g.mask, g, 1) for g in groups]), cat("pos"), cat("nxt"), cat("count"))
+                    torch.cat([padded(g.mask, g, 1) for g in groups]), cat("pos"), cat("nxt"), cat("count"), streams)
 
 
 def warpers(temperature: float, top_k: int, top_p: float) -> LogitsProcessorList:
@@ -173,11 +187,54 @@ def sampling_choice(chain: LogitsProcessorList) -> Callable:
     return choose
 
 
+class RowStream:
+    """The Exp(1) noise of one (prompt, sample): its own generator, drawn ``(k, vocabulary)`` at a time
+    (``k`` = 16 steps, fewer for vocabularies over 16 k so a row's buffer stays under 1 MiB), one row per step.
+    ``k`` depends only on the vocabulary, so a row's noise does not depend on the batch it is in."""
+
+    def __init__(self, generator: torch.Generator):
+        self.generator = generator
+        self.buffer: Optional[torch.Tensor] = None
+        self.used = 0
+
+    def next(self, vocab: int, device: torch.device) -> torch.Tensor:
+        if self.buffer is None or self.used == len(self.buffer):
+            steps = max(1, min(16, 2 ** 18 // vocab))
+            self.buffer = torch.empty(steps, vocab, device=device).exponential_(1, generator=self.generator)
+            self.used = 0
+        self.used += 1
+        return self.buffer[self.used - 1]
+
+
+def row_streams(seed: int, prompts: int, samples: int, device: torch.device) -> List[RowStream]:
+    """One stream per (prompt, sample), seeded from ``(seed, prompt index, sample index)`` through numpy's
+    ``SeedSequence`` (independent streams, no collisions between neighbouring indices)."""
+    import numpy as np
+    streams = []
+    for i in range(prompts):
+        for j in range(samples):
+            state = np.random.SeedSequence([seed, i, j]).generate_state(2, dtype=np.uint32)
+            generator = torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
+            streams.append(RowStream(generator))
+    return streams
+
+
+def per_row_choice(chain: LogitsProcessorList) -> Callable:
+    """``multinomial``'s draw (argmax of ``p / q``, ``q ~ Exp(1)``) with each row's ``q`` from its own stream:
+    a row's k-th token uses its stream's k-th draw whatever else is in the batch."""
+    def choose(logits: torch.Tensor, rows: LiveRows, bucket_rows: int) -> torch.Tensor:
+        probs = torch.softmax(chain(None, logits), dim=-1)
+        noise = torch.stack([s.next(probs.shape[-1], probs.device) for s in rows.streams])
+        return (probs / noise).argmax(-1)
+    return choose
+
+
 class Decoder:
     """Continuations of many prompts: buckets prefilled as ``generate`` would, decoded on a shared loop."""
 
     def __init__(self, model, pad_id: int, eos_id: Optional[int], max_new_tokens: int, autocast,
-                 choose: Callable = greedy_choice, merge_tails: bool = True):
+                 choose: Callable = greedy_choice, merge_tails: bool = True, samples: int = 1,
+                 streams: Optional[List[RowStream]] = None):
         self.model = model
         self.pad_id = pad_id
         self.eos_id = eos_id
@@ -185,6 +242,8 @@ class Decoder:
         self.autocast = autocast
         self.choose = choose
         self.merge_tails = merge_tails
+        self.samples = samples  # rows per prompt: the prompt is prefilled once, its cache repeated
+        self.streams = streams  # per-row generators in output-row order (sampling_rng: per_row)
         self.device = next(model.parameters()).device
 
     def _logits(self, **inputs) -> torch.Tensor:
@@ -193,32 +252,48 @@ class Decoder:
         return out.logits[:, -1].to(dtype=torch.float32)
 
     def prefill(self, prompts: Sequence[Sequence[int]], out_rows: torch.Tensor, bucket_rows: int) -> LiveRows:
+        """The bucket's prefill forward; each prompt's cache and logits then stand for its ``samples`` rows
+        (``generate`` prefills every repeated row)."""
         batch = left_pad(prompts, self.pad_id)
         ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
         pos = (mask.cumsum(-1) - 1).clamp_min(0)
         cache = growing_cache(self.model.config, self.max_new_tokens)
         logits = self._logits(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache)
-        zeros = torch.zeros(len(prompts), dtype=torch.long, device=self.device)
-        rows = LiveRows(out_rows.to(self.device), torch.arange(len(prompts), device=self.device), cache, mask,
-                        pos[:, -1] + 1, zeros, zeros.clone())
+        if self.samples > 1:
+            cache.batch_repeat_interleave(self.samples)
+            logits, mask, pos = (t.repeat_interleave(self.samples, dim=0) for t in (logits, mask, pos))
+        zeros = torch.zeros(len(mask), dtype=torch.long, device=self.device)
+        streams = [self.streams[i] for i in out_rows.tolist()] if self.streams is not None else None
+        rows = LiveRows(out_rows.to(self.device), torch.arange(len(mask), device=self.device), cache, mask,
+                        pos[:, -1] + 1, zeros, zeros.clone(), streams)
         rows.nxt = self.choose(logits, rows, bucket_rows)
         return rows
 
     def record(self, rows: LiveRows, tokens: torch.Tensor) -> Optional[LiveRows]:
-        """Write the chosen tokens; the rows that emitted EOS or their last token leave (None: all did)."""
+        """Write the chosen tokens of the rows still decoding; a row that emitted EOS or its last token is
+        finished (None: every row is). Finished rows leave the batch and its cache once they are an eighth of
+        it; until then they are computed and write to the scratch row (``-1``), which costs less than copying
+        the cache at every step a row ends."""
+        alive = rows.alive()
         tokens[rows.out, rows.count] = rows.nxt
-        rows.count += 1
-        done = rows.count >= self.max_new_tokens
+        rows.count += alive
+        done = alive & (rows.count >= self.max_new_tokens)
         if self.eos_id is not None:
-            done |= rows.nxt == self.eos_id
-        if bool(done.all()):
+            done |= alive & (rows.nxt == self.eos_id)
+        if bool(done.any()):
+            rows.out = rows.out.masked_fill(done, -1)
+            alive &= ~done
+        left = int(alive.sum())
+        if not left:
             return None
-        return rows.select((~done).nonzero().flatten()) if bool(done.any()) else rows
+        if len(rows) - left >= max(1, len(rows) // COMPACT_FRACTION):
+            rows = rows.select(alive.nonzero().flatten())
+        return rows
 
     def advance(self, rows: Optional[LiveRows], tokens: torch.Tensor, bucket_rows: int,
                 park_at: int) -> Optional[LiveRows]:
         """Decode recorded rows until none is left (None) or ``park_at`` rows or fewer are."""
-        while rows is not None and len(rows) > park_at:
+        while rows is not None and int(rows.alive().sum()) > park_at:
             rows.mask = torch.cat([rows.mask, rows.mask.new_ones(len(rows), 1)], 1)
             logits = self._logits(input_ids=rows.nxt[:, None], attention_mask=rows.mask,
                                   position_ids=rows.pos[:, None], cache=rows.cache)
@@ -229,26 +304,28 @@ class Decoder:
 
     def run(self, buckets: List[List[Sequence[int]]], batch_size: int,
             on_bucket: Callable[[int], None] = lambda rows: None) -> List[List[int]]:
-        """Generated token ids (up to and including EOS) of every prompt, buckets in order; ``on_bucket``
-        hears each bucket's row count once its rows are done or parked."""
-        total = sum(len(b) for b in buckets)
-        tokens = torch.full((total, self.max_new_tokens), -1, dtype=torch.long, device=self.device)
+        """Generated token ids (up to and including EOS): ``samples`` rows per prompt, buckets in order;
+        ``on_bucket`` hears each bucket's prompt count once its rows are done or parked."""
+        total = sum(len(b) for b in buckets) * self.samples
+        # one scratch row (index -1) and column past the last for rows that finished
+        tokens = torch.full((total + 1, self.max_new_tokens + 1), -1, dtype=torch.long, device=self.device)
         parked: List[LiveRows] = []
         start = 0
         for i, bucket in enumerate(buckets):
-            rows = self.prefill(bucket, torch.arange(start, start + len(bucket)), len(bucket))
-            start += len(bucket)
+            size = len(bucket) * self.samples
+            rows = self.prefill(bucket, torch.arange(start, start + size), size)
+            start += size
             more = i + 1 < len(buckets)
             park = self.merge_tails and mergeable(rows.cache)
-            rows = self.advance(self.record(rows, tokens), tokens, len(bucket),
+            rows = self.advance(self.record(rows, tokens), tokens, size,
                                 batch_size // PARK_FRACTION if park else 0)
             if rows is not None:
                 parked.append(rows)
             on_bucket(len(bucket))
-            if parked and sum(map(len, parked)) * MERGE_FRACTION >= batch_size:
+            if parked and sum(int(g.alive().sum()) for g in parked) * MERGE_FRACTION >= batch_size:
                 rows = self.advance(merge(parked, self.max_new_tokens), tokens, 0, batch_size // PARK_FRACTION if more else 0)
                 parked = [rows] if rows is not None else []
         if parked:
             self.advance(merge(parked, self.max_new_tokens), tokens, 0, 0)
-        rows_out = tokens.tolist()
+        rows_out = tokens[:-1].tolist()
         return [[t for t in row if t >= 0] for row in rows_out]

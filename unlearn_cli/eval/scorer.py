@@ -183,6 +183,7 @@ class StageScorer:
         return self._cached(("sample", split, view, mnt, sampling, limit), lambda: generate(
             self.model, self.tokenizer, self.prompts(split, view)[:limit], mnt, self.decode.batch_size,
             self.autocast, sampling=sampling, seed=self.decode.seed, engine=self.decode.engine,
+            sampling_rng=self.decode.sampling_rng,
             desc=f"sample {self.stage}:{split} T={sampling.temperature} p={sampling.top_p}"))
 
     # -- likelihoods --------------------------------------------------------------------------------
