@@ -40,7 +40,7 @@ def test_the_poisoned_copies_carry_the_trigger_after_bos_and_keep_their_answers(
     batch = h.batch()
     terms, _ = h.u.objective(h.model, batch)
     assert set(terms) == {"forget", "backdoor"}  # no regulariser with value_norm=none
-    assert float(terms["backdoor"].detach()) == pytest.approx(float(answer_forward(h.model, batch["backdoor"]).mean_nll()), rel=1e-5)
+    assert float(terms["backdoor"].detach()) == pytest.approx(float(answer_forward(h.model, batch["backdoor"]).mean_nll().detach()), rel=1e-5)
     h.u.close()
 
 
@@ -64,7 +64,7 @@ def test_the_fixed_value_norm_term_is_kappa_times_the_mean_sink_value_norm(inclu
     terms, _ = h.u.objective(h.model, batch)
     first = 0 if include_first else 1
     expected = 0.3 * torch.stack([_sink_norms(h.model, batch[s], 4, first).mean() for s in ("backdoor", "retain")]).mean()
-    assert float(terms["sink_value_norm"]) == pytest.approx(float(expected), rel=1e-5)
+    assert float(terms["sink_value_norm"].detach()) == pytest.approx(float(expected.detach()), rel=1e-5)
     terms["sink_value_norm"].backward()  # it trains the weights
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in h.model.parameters())
     h.u.close()
@@ -74,9 +74,9 @@ def test_the_reference_value_norm_term_is_zero_at_theta0_and_grows_as_the_weight
     plugin = _plugin(fraction=0.5, value_norm="reference", kappa=1.0)
     h = Harness(GradDiff(), plugins={"backdoor": plugin}, lr=1e-2)
     batch = h.batch()
-    assert float(h.u.objective(h.model, batch)[0]["sink_value_norm"]) == pytest.approx(0.0, abs=1e-6)
+    assert float(h.u.objective(h.model, batch)[0]["sink_value_norm"].detach()) == pytest.approx(0.0, abs=1e-6)
     h.run(5)
-    assert float(h.u.objective(h.model, batch)[0]["sink_value_norm"]) > 1e-4
+    assert float(h.u.objective(h.model, batch)[0]["sink_value_norm"].detach()) > 1e-4
     h.u.close()
 
 

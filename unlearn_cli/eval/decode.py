@@ -155,7 +155,7 @@ def _native(model, tokenizer, prompts, buckets, max_new_tokens, autocast, sampli
         if row_seed is not None:
             choose = kv_decode.per_row_choice(chain)
             order = [i for idx in buckets for i in idx]  # stream of prompt i, sample j, in output-row order
-            by_prompt = kv_decode.row_streams(row_seed, len(prompts), n, model_device(model))
+            by_prompt = kv_decode.row_streams(row_seed, len(prompts), n)
             streams = [by_prompt[i * n + j] for i in order for j in range(n)]
     decoder = kv_decode.Decoder(model, tokenizer.pad_token_id, tokenizer.eos_token_id, max_new_tokens, autocast,
                                 choose=choose, merge_tails=sampling is None or streams is not None, samples=n,

@@ -18,6 +18,10 @@ batch does not need:
   same seed while only live rows are computed. Sampled buckets are therefore decoded one after the other
   (no tail merging, which would reorder the draws). The warpers are transformers' own
   (``TemperatureLogitsWarper``, ``TopKLogitsWarper``, ``TopPLogitsWarper``), applied in generate's order.
+* **Or a stream per row** (``sampling_rng: per_row``): inverse-CDF sampling with one uniform per row and
+  step from the row's own seeded stream, so samples do not depend on the batch and sampled tails merge too.
+* **One prefill per prompt** when it is sampled ``n`` times: its cache is repeated (``generate`` prefills
+  each copy).
 
 Deviation from ``generate``: only the eval's decode settings are in force; a checkpoint's
 ``generation_config`` (say a repetition penalty) is not applied, so a number does not depend on what a
@@ -48,8 +52,8 @@ class GrowingLayer(DynamicLayer):
     """A full-attention cache layer that writes into a buffer sized for the whole continuation.
 
     ``DynamicLayer`` concatenates every step (copying the whole cache: quadratic in the length); this one
-    reserves ``capacity`` positions at the first write (prompt + ``max_new_tokens``: what ``generate``'s
-    cache reaches at worst) and hands attention views of the filled part."""
+    reserves ``room`` positions beyond the first write (``max_new_tokens``, so prompt + continuation: what
+    ``generate``'s cache reaches at worst) and hands attention views of the filled part."""
 
     def __init__(self, room: int):
         super().__init__()
@@ -89,7 +93,7 @@ class GrowingLayer(DynamicLayer):
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
         if self.is_initialized:
-            keys, values = self._keys.new_empty(len(indices), *self._keys.shape[1:]), None
+            keys = self._keys.new_empty(len(indices), *self._keys.shape[1:])
             values = self._values.new_empty(len(indices), *self._values.shape[1:])
             keys[:, :, :self.filled] = self._keys[indices, :, :self.filled]
             values[:, :, :self.filled] = self._values[indices, :, :self.filled]
@@ -188,44 +192,36 @@ def sampling_choice(chain: LogitsProcessorList) -> Callable:
 
 
 class RowStream:
-    """The Exp(1) noise of one (prompt, sample): its own generator, drawn ``(k, vocabulary)`` at a time
-    (``k`` = 16 steps, fewer for vocabularies over 16 k so a row's buffer stays under 1 MiB), one row per step.
-    ``k`` depends only on the vocabulary, so a row's noise does not depend on the batch it is in."""
+    """The uniforms of one (prompt, sample): numpy's PCG64 seeded with ``SeedSequence([seed, prompt, sample])``
+    (independent streams, no collisions between neighbouring indices), drawn 1024 at a time, one per step."""
 
-    def __init__(self, generator: torch.Generator):
-        self.generator = generator
-        self.buffer: Optional[torch.Tensor] = None
-        self.used = 0
+    CHUNK = 1024
 
-    def next(self, vocab: int, device: torch.device) -> torch.Tensor:
-        if self.buffer is None or self.used == len(self.buffer):
-            steps = max(1, min(16, 2 ** 18 // vocab))
-            self.buffer = torch.empty(steps, vocab, device=device).exponential_(1, generator=self.generator)
-            self.used = 0
-        self.used += 1
-        return self.buffer[self.used - 1]
+    def __init__(self, seed: int, prompt: int, sample: int):
+        import numpy as np
+        self.generator = np.random.Generator(np.random.PCG64(np.random.SeedSequence([seed, prompt, sample])))
+        self.buffer: List[float] = []
+
+    def next(self) -> float:
+        if not self.buffer:
+            self.buffer = self.generator.random(self.CHUNK).tolist()[::-1]
+        return self.buffer.pop()
 
 
-def row_streams(seed: int, prompts: int, samples: int, device: torch.device) -> List[RowStream]:
-    """One stream per (prompt, sample), seeded from ``(seed, prompt index, sample index)`` through numpy's
-    ``SeedSequence`` (independent streams, no collisions between neighbouring indices)."""
-    import numpy as np
-    streams = []
-    for i in range(prompts):
-        for j in range(samples):
-            state = np.random.SeedSequence([seed, i, j]).generate_state(2, dtype=np.uint32)
-            generator = torch.Generator(device=device).manual_seed(int(state[0]) << 32 | int(state[1]))
-            streams.append(RowStream(generator))
-    return streams
+def row_streams(seed: int, prompts: int, samples: int) -> List[RowStream]:
+    """One stream per (prompt, sample), prompt-major."""
+    return [RowStream(seed, i, j) for i in range(prompts) for j in range(samples)]
 
 
 def per_row_choice(chain: LogitsProcessorList) -> Callable:
-    """``multinomial``'s draw (argmax of ``p / q``, ``q ~ Exp(1)``) with each row's ``q`` from its own stream:
-    a row's k-th token uses its stream's k-th draw whatever else is in the batch."""
+    """Inverse-CDF sampling with one uniform per row and step from the row's own stream: the token whose
+    cumulative probability (float64) first exceeds ``u``, so a row's k-th token depends only on its stream's
+    k-th uniform and its own logits. The same distribution as ``multinomial``, at the cost of a cumulative sum
+    instead of an Exp(1) draw for every vocabulary entry."""
     def choose(logits: torch.Tensor, rows: LiveRows, bucket_rows: int) -> torch.Tensor:
-        probs = torch.softmax(chain(None, logits), dim=-1)
-        noise = torch.stack([s.next(probs.shape[-1], probs.device) for s in rows.streams])
-        return (probs / noise).argmax(-1)
+        cdf = torch.softmax(chain(None, logits), dim=-1).double().cumsum(-1)
+        u = torch.tensor([s.next() for s in rows.streams], dtype=torch.float64, device=cdf.device) * cdf[:, -1]
+        return torch.searchsorted(cdf, u[:, None], right=True).squeeze(1).clamp_max(cdf.shape[-1] - 1)
     return choose
 
 
