@@ -38,11 +38,6 @@ def _setup(arch: str):
     return model.eval(), tok, rows.prompts[:36]
 
 
-def _left_pad(prompts, pad):
-    from unlearn_cli.data.encoding import left_pad
-    return left_pad(prompts, pad)
-
-
 @pytest.mark.parametrize("arch", ARCHS)
 def test_greedy_tokens_equal_generate_per_bucket_with_rows_leaving_and_tails_merged(arch, monkeypatch):
     model, tok, prompts = _setup(arch)

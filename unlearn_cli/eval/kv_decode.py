@@ -42,6 +42,7 @@ from transformers.generation.logits_process import (LogitsProcessorList, Tempera
                                                     TopPLogitsWarper)
 
 from unlearn_cli.data.encoding import left_pad
+from unlearn_cli.eval.decode import left_pad_positions
 
 PARK_FRACTION = 4  # a bucket down to 1/4 of its rows parks them
 MERGE_FRACTION = 2  # parked rows continue together once they fill 1/2 of a batch
@@ -113,6 +114,11 @@ class LiveRows:
     nxt: torch.Tensor  # (b,) the token fed next: the last one chosen
     count: torch.Tensor  # (b,) tokens generated so far
     streams: Optional[list] = None  # per-row RowStream (sampling_rng: per_row)
+    live: int = -1  # rows still decoding (kept by ``Decoder.record``; -1: all of them)
+
+    def __post_init__(self):
+        if self.live < 0:
+            self.live = len(self.out)
 
     def __len__(self) -> int:
         return len(self.out)
@@ -120,7 +126,11 @@ class LiveRows:
     def alive(self) -> torch.Tensor:
         return self.out >= 0
 
-    def select(self, keep: torch.Tensor) -> "LiveRows":
+    def compacted(self) -> "LiveRows":
+        """The rows still decoding only (finished rows leave the batch and the cache)."""
+        if self.live == len(self):
+            return self
+        keep = self.alive().nonzero().flatten()
         self.cache.batch_select_indices(keep)
         streams = [self.streams[i] for i in keep.tolist()] if self.streams is not None else None
         return LiveRows(self.out[keep], self.slot[keep], self.cache, self.mask[keep], self.pos[keep],
@@ -141,7 +151,7 @@ def mergeable(cache: DynamicCache) -> bool:
 
 def merge(groups: Sequence[LiveRows], max_new_tokens: int) -> LiveRows:
     """One batch of several groups' live rows: caches and masks left-padded to the longest."""
-    groups = [g if bool(g.alive().all()) else g.select(g.alive().nonzero().flatten()) for g in groups]
+    groups = [g.compacted() for g in groups]
     if len(groups) == 1:
         return groups[0]
     width = max(g.mask.shape[1] for g in groups)
@@ -252,7 +262,7 @@ class Decoder:
         (``generate`` prefills every repeated row)."""
         batch = left_pad(prompts, self.pad_id)
         ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
-        pos = (mask.cumsum(-1) - 1).clamp_min(0)
+        pos = left_pad_positions(mask)
         cache = growing_cache(self.model.config, self.max_new_tokens)
         logits = self._logits(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache)
         if self.samples > 1:
@@ -279,17 +289,17 @@ class Decoder:
         if bool(done.any()):
             rows.out = rows.out.masked_fill(done, -1)
             alive &= ~done
-        left = int(alive.sum())
-        if not left:
+        rows.live = int(alive.sum())
+        if not rows.live:
             return None
-        if len(rows) - left >= max(1, len(rows) // COMPACT_FRACTION):
-            rows = rows.select(alive.nonzero().flatten())
+        if len(rows) - rows.live >= max(1, len(rows) // COMPACT_FRACTION):
+            rows = rows.compacted()
         return rows
 
     def advance(self, rows: Optional[LiveRows], tokens: torch.Tensor, bucket_rows: int,
                 park_at: int) -> Optional[LiveRows]:
         """Decode recorded rows until none is left (None) or ``park_at`` rows or fewer are."""
-        while rows is not None and int(rows.alive().sum()) > park_at:
+        while rows is not None and rows.live > park_at:
             rows.mask = torch.cat([rows.mask, rows.mask.new_ones(len(rows), 1)], 1)
             logits = self._logits(input_ids=rows.nxt[:, None], attention_mask=rows.mask,
                                   position_ids=rows.pos[:, None], cache=rows.cache)
@@ -318,7 +328,7 @@ class Decoder:
             if rows is not None:
                 parked.append(rows)
             on_bucket(len(bucket))
-            if parked and sum(int(g.alive().sum()) for g in parked) * MERGE_FRACTION >= batch_size:
+            if parked and sum(g.live for g in parked) * MERGE_FRACTION >= batch_size:
                 rows = self.advance(merge(parked, self.max_new_tokens), tokens, 0, batch_size // PARK_FRACTION if more else 0)
                 parked = [rows] if rows is not None else []
         if parked:

@@ -35,19 +35,16 @@ class Reference:
         self._hidden_bytes = 0
         self.hidden_cache_bytes = 1 << 30  # cap on cached hidden states (float32 bytes)
 
-    def forward(self, batch) -> AnswerForward:
+    def forward(self, batch, full_logits: bool = False) -> AnswerForward:
         """theta_0's forward of a labelled batch (no gradient), on theta_0's device."""
         dev = self._device()
         moved = {k: batch[k].to(dev) for k in ("input_ids", "attention_mask", "labels")}
         with torch.no_grad(), self.autocast():
-            return answer_forward(self.model, moved)
+            return answer_forward(self.model, moved, full_logits=full_logits)
 
     def logits(self, batch) -> torch.Tensor:
         """Reference logits (B, T, V) for a batch (always on the fly)."""
-        dev = self._device()
-        moved = {k: batch[k].to(dev) for k in ("input_ids", "attention_mask", "labels")}
-        with torch.no_grad(), self.autocast():
-            return answer_forward(self.model, moved, full_logits=True).logits
+        return self.forward(batch, full_logits=True).logits
 
     def answer_logits(self, batch) -> torch.Tensor:
         """Reference logits (N, V) at the batch's supervised positions (always on the fly)."""
