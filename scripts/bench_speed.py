@@ -30,6 +30,8 @@ started (interpreter, libraries and the model's weights are in the baseline). Pr
    costing per token what a 57 M model costs. A random-initialised model never emits EOS; the same
    stand-in architecture at random initialisation is timed too (no row stops early). Sampling: 8 samples per
    prompt (temperature 0.8, top-p 0.9, top-k 20, seed 0) on the tiny model, same samples required.
+5. **ROUGE-L**: ``rouge_score.RougeScorer(["rougeL"], use_stemmer=True)`` vs ``eval.stats.rouge_l`` on the
+   embedded benchmark's answers (each scored against the next item's, as 4 stages do), time and equality.
 """
 
 from __future__ import annotations
@@ -271,6 +273,7 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--skip-run", action="store_true", help="leave out the warm-run timing")
     ap.add_argument("--only-decode", action="store_true", help="run section 4 only")
+    ap.add_argument("--only-rouge", action="store_true", help="run section 5 only")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -287,6 +290,8 @@ def main(argv=None) -> None:
         return
     if args.only_decode:
         return decoding()
+    if args.only_rouge:
+        return rouge()
 
     print("1. answer-token loss, forward + backward, vocabulary 128 000, batch 8 x (224 prompt + 32 answer) tokens")
     full, gathered = _child(["loss", "full"]), _child(["loss", "gather"])
@@ -322,6 +327,29 @@ def main(argv=None) -> None:
     print(f"   warm run {wall:.2f} s, of which importing the pipeline {imports - bare:.2f} s "
           f"({100 * (imports - bare) / wall:.0f}%); unlearn --help {helps:.2f} s, unlearn list {lists:.2f} s")
     decoding()
+    rouge()
+
+
+def rouge() -> None:
+    from rouge_score import rouge_scorer
+
+    from unlearn_cli.data.fictional import generate as fictional
+    from unlearn_cli.eval import stats
+
+    qa = fictional(num_people=100).qa
+    answers = [it.answer for split in qa for it in qa[split]][:1000]
+    pairs = list(zip(answers, answers[1:] + answers[:1]))
+    package = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=True)
+    stats.rouge_l("warm", "up", True)  # imports the tokenizer (nltk) outside the timing
+    start = time.perf_counter()
+    ref = [package.score(b, a)["rougeL"] for _ in range(4) for a, b in pairs]
+    t_package = time.perf_counter() - start
+    start = time.perf_counter()
+    ours = [stats.rouge_l(a, b, True) for _ in range(4) for a, b in pairs]
+    t_ours = time.perf_counter() - start
+    same = sum((float(r.recall), float(r.fmeasure)) == o for r, o in zip(ref, ours))
+    print(f"5. ROUGE-L, 4 stages x {len(pairs)} answer pairs: rouge_score {t_package:.3f} s, eval.stats.rouge_l "
+          f"{t_ours:.3f} s, ratio {t_package / t_ours:.1f}x; identical {same}/{len(ref)}")
 
 
 def decoding() -> None:
