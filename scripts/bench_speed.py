@@ -16,9 +16,10 @@ started (interpreter, libraries and the model's weights are in the baseline). Pr
    forward every step) -- at 30 and 300 steps: wall time including the cache build, step time, peak memory;
    and the cache build (``Reference.precompute`` of the forget split) against one epoch of the reference
    forwards the uncached run does, both warm, best of 5.
-3. **Warm run**: the embedded default ``unlearn run`` (cache warm), wall time, and the time of importing the
-   pipeline (``python -c "import unlearn_cli.pipeline"``) as its import share; ``unlearn --help`` and
-   ``unlearn list``.
+3. **Warm run**: the embedded default ``unlearn run`` (cache warm: prepared models, and the target's and
+   oracle's evaluations, ``cache_eval``), wall time, the same with ``cache_eval=false`` (every stage evaluated),
+   and the time of importing the pipeline (``python -c "import unlearn_cli.pipeline"``) as its import share;
+   ``unlearn --help`` and ``unlearn list``.
 4. **Decoding** (needs the TOFU files: ``UNLEARN_DATA_DIR`` or ``../shared/data``). The tiny TOFU command at
    200 new tokens (``eval=tofu``, batch 64) runs with ``eval.decode.engine=generate`` and ``native``: each
    stage's evaluation time (the TOFU suite), and whether ``results.json`` and the per-example rows are
@@ -29,7 +30,10 @@ started (interpreter, libraries and the model's weights are in the baseline). Pr
    RMSNorm gains rescaled for the wider mean), which answers and stops like the fine-tuned model while
    costing per token what a 57 M model costs. A random-initialised model never emits EOS; the same
    stand-in architecture at random initialisation is timed too (no row stops early). Sampling: 8 samples per
-   prompt (temperature 0.8, top-p 0.9, top-k 20, seed 0) on the tiny model, same samples required.
+   prompt (temperature 0.8, top-p 0.9, top-k 20, seed 0) on the tiny model, same samples required. Each case
+   also prints its *row-step bound*: the decode steps x rows ``generate`` computes (every row of a bucket until
+   the bucket's longest is done) over those the rows need on their own (their tokens, EOS included) -- the most
+   that dropping finished rows can gain where a step's cost is proportional to its rows (prefill excluded).
 5. **ROUGE-L**: ``rouge_score.RougeScorer(["rougeL"], use_stemmer=True)`` vs ``eval.stats.rouge_l`` on the
    embedded benchmark's answers (each scored against the next item's, as 4 stages do), time and equality.
 """
@@ -203,7 +207,7 @@ def child_decode(model_dir: str, widened: str, batch_size: int, max_new_tokens: 
     import torch
     from transformers import AutoModelForCausalLM
 
-    from unlearn_cli.eval.decode import Sampling, generate
+    from unlearn_cli.eval.decode import Sampling, generate, length_buckets
 
     torch.set_num_threads(threads)
     sampling = Sampling(samples, 0.8, 0.9, 20) if samples else None
@@ -232,7 +236,15 @@ def child_decode(model_dir: str, widened: str, batch_size: int, max_new_tokens: 
                                 engine=engine, sampling_rng=rng if engine == "native" else "generate")
         times[engine] = time.perf_counter() - start
     lengths = [len(sample.split()) for o in outs["generate"] for sample in o]
+    # decode steps x rows: generate runs each bucket's rows until its longest is done; a row alone needs its own
+    # tokens (its EOS included). Their ratio bounds what dropping finished rows gains where cost ~ rows.
+    n = samples or 1
+    decoded = [[min(len(sample.split()) + 1, max_new_tokens) for sample in o] for o in outs["generate"]]
+    buckets = length_buckets([len(p) for p in prompts], max(1, batch_size // n))
+    bucket_rows = sum(len(idx) * n * max(max(decoded[i]) for i in idx) for idx in buckets)
+    own_rows = sum(sum(d) for d in decoded)
     return {"params_m": sum(p.numel() for p in model.parameters()) / 1e6, "prompts": len(prompts),
+            "row_step_bound": bucket_rows / own_rows,
             "generate_s": times["generate"], "native_s": times["native"],
             "identical": sum(a == b for a, b in zip(outs["generate"], outs["native"])),
             "mean_tokens": sum(lengths) / len(lengths), "at_cap": sum(n >= max_new_tokens for n in lengths)}
@@ -318,13 +330,15 @@ def main(argv=None) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         cwd = Path(tmp)
         run = [sys.executable, "-m", "unlearn_cli", "run", "progress=false", "output_dir=warm", "overwrite=true"]
-        _timed(run, cwd)  # warms the prepared-model cache and the disk cache
+        _timed(run, cwd)  # warms the prepared-model cache, the evaluation cache and the disk cache
         wall = _timed(run, cwd)
+        uncached = _timed([*run, "cache_eval=false"], cwd)
         imports = min(_timed([sys.executable, "-c", "import unlearn_cli.pipeline"], cwd) for _ in range(3))
         bare = min(_timed([sys.executable, "-c", "pass"], cwd) for _ in range(3))
         helps = min(_timed([sys.executable, "-m", "unlearn_cli", "--help"], cwd) for _ in range(3))
         lists = min(_timed([sys.executable, "-m", "unlearn_cli", "list"], cwd) for _ in range(3))
-    print(f"   warm run {wall:.2f} s, of which importing the pipeline {imports - bare:.2f} s "
+    print(f"   warm run {wall:.2f} s (target and oracle read from the evaluation cache; {uncached:.2f} s with "
+          f"cache_eval=false), of which importing the pipeline {imports - bare:.2f} s "
           f"({100 * (imports - bare) / wall:.0f}%); unlearn --help {helps:.2f} s, unlearn list {lists:.2f} s")
     decoding()
     rouge()
@@ -380,7 +394,8 @@ def decoding() -> None:
             how = f"{samples} samples{' per_row' if rng == 'per_row' else ''}" if samples else "greedy"
             print(f"   {stage:<9} {label:<11} {r['params_m']:5.1f} M  {how:<17} batch {batch:>2}  {r['prompts']} prompts "
                   f"(mean {r['mean_tokens']:.0f} tokens, {r['at_cap']} at 200)  generate {r['generate_s']:.2f} s  "
-                  f"native {r['native_s']:.2f} s  ratio {r['generate_s'] / r['native_s']:.2f}x  " + (f"identical {r['identical']}/{r['prompts']}" if rng == "generate" else "(own streams)"))
+                  f"native {r['native_s']:.2f} s  ratio {r['generate_s'] / r['native_s']:.2f}x  "
+                  f"(row-step bound {r['row_step_bound']:.2f}x)  " + (f"identical {r['identical']}/{r['prompts']}" if rng == "generate" else "(own streams)"))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "unlearn_cli"
 
 # lowest first; a module may import its own layer and the layers before it, never one after it
 LAYERS = [
-    ("base", ["errors", "files", "contracts", "registry", "binding", "progress", "seeding", "rundir", "provenance", "resolvers", "bounds", "manifest", "stage_records", "interrupts", "worst_case"]),
+    ("base", ["errors", "files", "contracts", "registry", "binding", "progress", "seeding", "rundir", "provenance", "resolvers", "bounds", "manifest", "stage_records", "eval_cache", "interrupts", "worst_case"]),
     ("data", ["data"]),
     ("losses", ["losses"]),
     ("models", ["models"]),

@@ -79,6 +79,7 @@ class RunOptions:
     save_model: bool = False
     cache_dir: str = "~/.cache/unlearn_cli"
     cache_reference: bool = True
+    cache_eval: bool = True
     progress: bool = True
     threads: Optional[PositiveInt] = None
     sweep_name: str = "sweep"
@@ -115,6 +116,7 @@ class RunSettings:
     save_model: bool
     cache_dir: Path
     cache_reference: bool
+    cache_eval: bool
     checkpoint_every: int
     progress: bool
     threads: Optional[int]
@@ -287,6 +289,7 @@ def build(cfg: DictConfig, sweep_dir: Optional[str] = None) -> Plan:
     settings = RunSettings(
         seed=opts.seed, skip=frozenset(opts.skip), overwrite=opts.overwrite, save_model=opts.save_model,
         cache_dir=Path(opts.cache_dir).expanduser(), cache_reference=opts.cache_reference,
+        cache_eval=opts.cache_eval,
         checkpoint_every=int(opts.checkpoint_every or 0), progress=opts.progress, threads=opts.threads,
         sweep_name=opts.sweep_name, run_dir=rundir.resolve(cfg, sweep_dir), run_name=rundir.run_name(cfg),
         config_hash=rundir.config_hash(cfg), config=config, method_name=str(cfg.method.name),

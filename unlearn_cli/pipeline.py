@@ -24,7 +24,7 @@ from typing import Dict, Optional
 import torch
 from omegaconf import DictConfig
 
-from unlearn_cli import components, progress
+from unlearn_cli import components, eval_cache, progress
 from unlearn_cli.attacks.context import AttackContext
 from unlearn_cli.data.encoding import encode_qa
 from unlearn_cli.errors import NonFiniteLossError
@@ -32,6 +32,7 @@ from unlearn_cli.eval import stored
 from unlearn_cli.eval.inputs import EvalInputs
 from unlearn_cli.eval.scorer import Baselines
 from unlearn_cli.eval.suite import EvalSuite
+from unlearn_cli.eval_cache import EvalCache
 from unlearn_cli.loggers.none import NoLogger
 from unlearn_cli.models import build as models
 from unlearn_cli.outputs import RunOutputs
@@ -80,9 +81,9 @@ class Run:
             self.c.method.check_model(model)
             self._encode(data, model)
             if self.s.runs("eval_oracle") and self.main:
-                self._oracle(oracle, model)
-            if self.s.runs("eval_target") and self.main and not self._restore("target"):
-                self._evaluate("target", model)
+                self._oracle(oracle, target, model)
+            if self.s.runs("eval_target") and self.main:
+                self._baseline("target", [target], lambda: model)
             if self.s.runs("unlearn"):
                 if self._unlearned_needed():
                     model = self._unlearn(model, data, target)
@@ -112,6 +113,7 @@ class Run:
         self.main = distributed.is_main()
         self.provenance = Provenance(self.s.seed, self.device)
         self.outputs = RunOutputs(self.s, self.main)
+        self.eval_cache = EvalCache(self.s.cache_dir, self.s.cache_eval)
         state = self.outputs.open()  # only rank 0 writes; every rank derives the same run dir from the config
         self.done = {}  # the finished stages a resumed run reads back (rank 0)
         if state == "resume" and self.main:
@@ -160,13 +162,36 @@ class Run:
         record = self.done.get(stage)
         if record is None:
             return False
+        self._adopt(stage, record)
+        self.provenance.restored(stage, record["seconds"], record["extra"])
+        return True
+
+    def _adopt(self, stage: str, record: dict) -> None:
+        """The aggregates, artifacts and (for a baseline) per-example rows of a finished stage's record."""
         self.metrics.update({f"{stage}/{k}": v for k, v in record["metrics"].items()})
         if record["artifacts"]:
             self.artifacts[stage] = record["artifacts"]
         if stage in Baselines.NAMES:
             self.suite.baselines.add_stored(stored.from_record(self.s.run_dir, record))
-        self.provenance.restored(stage, record["seconds"], record["extra"])
-        return True
+
+    def _baseline(self, stage: str, model_dirs: list, load) -> None:
+        """The oracle or target stage (``model_dirs``: the directories its numbers depend on, the evaluated model
+        first; ``load()`` gives the model): this run's own finished record, else the evaluation cache's
+        (``unlearn_cli.eval_cache``), else evaluated here and then cached."""
+        if self._restore(stage):
+            return
+        environment = {k: self.provenance.data[k] for k in ("versions", "device", "torch_threads")}
+        entry = self.eval_cache.entry(stage, eval_cache.key(stage, self.s.config, model_dirs, environment))
+        cached = self.eval_cache.read(entry, stage)
+        if cached is None:
+            self._evaluate(stage, load())
+            self.eval_cache.store(entry, stage, self.s.run_dir)
+            return
+        self.eval_cache.copy_into(entry, stage, self.s.run_dir, self.s.config_hash, cached)
+        record = self.outputs.finished_stage(stage)
+        self._adopt(stage, record)
+        self.provenance.merge(record["extra"])
+        self._log("eval", 0, {f"{stage}/{k}": v for k, v in record["metrics"].items()})
 
     def _unlearned_needed(self) -> bool:
         """Whether the unlearned model is still needed: a later stage not finished yet, ``save_model``, or other
@@ -177,15 +202,16 @@ class Run:
             (list(self.c.attacks) if self.s.runs("attack") else [])
         return not all(stage in self.done for stage in later)
 
-    def _oracle(self, path, target) -> None:
+    def _oracle(self, path, target_path, target) -> None:
         """The retain-only oracle first (later stages compare with it): evaluated, or an earlier run's reused."""
         if self.s.oracle_results is not None:
             found, values = stored.load(self.s.oracle_results, self.s.config)
             self.suite.baselines.add_stored(found)
             self.metrics.update({f"oracle/{k}": v for k, v in values.items()})
             self.provenance.set("oracle_results", str(found.source))
-        elif path is not None and not self._restore("oracle"):
-            self._evaluate("oracle", prepare.load_oracle(path, self.c.model, target, self.device))
+        elif path is not None:
+            self._baseline("oracle", [path, target_path],
+                           lambda: prepare.load_oracle(path, self.c.model, target, self.device))
 
     def _unlearn(self, model, data, target):
         seed_everything(self.s.seed + STAGE_SEEDS["unlearn"])

@@ -76,8 +76,16 @@ class Provenance:
         """A stage read back from an interrupted attempt: its wall times and provenance entries, and its name in
         ``resumed_stages``."""
         self.data["stage_seconds"].update(seconds)
-        self.data.update(extra)
+        self.merge(extra)
         self.data.setdefault("resumed_stages", []).append(stage)
+
+    def merge(self, entries: dict) -> None:
+        """Set ``entries``; one that is a dict (``eval_cache``: one key per stage) extends a dict already set."""
+        for key, value in entries.items():
+            if isinstance(value, dict) and isinstance(self.data.get(key), dict):
+                self.data[key] = {**self.data[key], **value}
+            else:
+                self.data[key] = value
 
     def set(self, key: str, value) -> None:
         self.data[key] = value

@@ -25,7 +25,7 @@ from omegaconf import OmegaConf
 
 from unlearn_cli.errors import UserError
 from unlearn_cli.files import atomic_write_text
-from unlearn_cli.plots import pyplot, save_figure
+from unlearn_cli.plots import colour, save_figure, subplots
 from unlearn_cli.worst_case import STAGE
 
 ID_COLUMNS = ("run", "benchmark", "method", "optimizer", "seed")
@@ -206,18 +206,17 @@ def _label(run: Dict) -> str:
 
 
 def plot_pareto(runs: List[Dict], forget_key: str, utility_key: str, path: Path) -> Optional[Path]:
-    plt = pyplot()
     pts = [(r["metrics"][forget_key], r["metrics"][utility_key], r) for r in runs
            if forget_key in r["metrics"] and utility_key in r["metrics"]]
     if not pts:
         return None
-    fig, ax = plt.subplots(figsize=(6, 4.5))
+    fig, ax = subplots(figsize=(6, 4.5))
     front = set(pareto_front([(f, u) for f, u, _ in pts]))
     methods = sorted({r["method"] for _, _, r in pts})
     for m_idx, method in enumerate(methods):
         xs = [u for f, u, r in pts if r["method"] == method]
         ys = [f for f, u, r in pts if r["method"] == method]
-        ax.scatter(xs, ys, label=method, s=40, color=plt.cm.tab20(m_idx % 20), marker="osD^v<>"[m_idx % 7])
+        ax.scatter(xs, ys, label=method, s=40, color=colour("tab20", m_idx % 20), marker="osD^v<>"[m_idx % 7])
     for i, (f, u, r) in enumerate(pts):
         ax.annotate(_label(r), (u, f), fontsize=7, xytext=(3, 3), textcoords="offset points")
     fr = sorted((pts[i][1], pts[i][0]) for i in front)
@@ -237,7 +236,6 @@ def _save(fig, ax, path: Path) -> Path:
 def plot_recovery(runs: List[Dict], forget_metric: str, path: Path) -> Optional[Path]:
     """Heat map of the mean over seeds of ``<attack>/<forget_metric> - unlearned/<forget_metric>``: one row per
     configuration (as in the robustness table), one column per attack stage, each cell annotated."""
-    plt = pyplot()
     base_key = f"unlearned/{forget_metric}"
     attacks = sorted({k.split("/")[0] for r in runs for k in r["metrics"] if k.endswith(f"/{forget_metric}")}
                      - {"target", "unlearned", "oracle", STAGE})
@@ -254,7 +252,7 @@ def plot_recovery(runs: List[Dict], forget_metric: str, path: Path) -> Optional[
                     if f"{attack}/{forget_metric}" in r["metrics"]]
             row.append(statistics.fmean(gaps) if gaps else float("nan"))
         grid.append(row)
-    fig, ax = plt.subplots(figsize=(min(40, 2 + 0.9 * len(attacks)), 1.5 + 0.45 * len(labels)))
+    fig, ax = subplots(figsize=(min(40, 2 + 0.9 * len(attacks)), 1.5 + 0.45 * len(labels)))
     bound = max([abs(v) for row in grid for v in row if v == v] + [1e-9])
     image = ax.imshow(grid, cmap="RdBu_r", vmin=-bound, vmax=bound, aspect="auto")
     for i, row in enumerate(grid):
@@ -296,10 +294,9 @@ def plot_budget_curves(runs: List[Dict], forget_metric: str, root: Path) -> List
     (mean over seeds; budget 0 is the unlearned model)."""
     paths = []
     for kind, lines in budget_curves(runs, forget_metric).items():
-        plt = pyplot()
-        fig, ax = plt.subplots(figsize=(6, 4.5))
+        fig, ax = subplots(figsize=(6, 4.5))
         for i, (label, line) in enumerate(sorted(lines.items())):  # 20 colours x 7 markers: no two lines alike
-            ax.plot([k for k, _ in line], [v for _, v in line], marker="osD^v<>"[i % 7], color=plt.cm.tab20(i % 20),
+            ax.plot([k for k, _ in line], [v for _, v in line], marker="osD^v<>"[i % 7], color=colour("tab20", i % 20),
                     label=label)
         ax.set_xlabel(f"{kind} steps")
         ax.set_ylabel(f"{forget_metric} (mean over seeds)")

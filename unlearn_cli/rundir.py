@@ -15,7 +15,7 @@ from unlearn_cli.files import stable_hash, without
 
 # keys that change where/how a run is logged, not what it computes
 NON_RESULT_KEYS = ("output_root", "output_dir", "overwrite", "logger", "progress", "save_model", "cache_dir",
-                   "sweep_name", "threads", "oracle_results")
+                   "sweep_name", "threads", "oracle_results", "cache_eval")
 
 
 def config_hash(cfg: DictConfig) -> str:

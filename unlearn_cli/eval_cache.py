@@ -1,0 +1,136 @@
+"""Evaluations of the target and the oracle, shared by every run that would compute them identically.
+
+The target (the model before unlearning) and the oracle (the retain-only model) are the same models for every
+method, optimizer and attack of a sweep, and their evaluation does not depend on any of those: each run of a
+100-point method sweep would otherwise evaluate both again. With ``cache_eval=true`` (the default) the first
+run stores each of the two finished stages under ``<cache_dir>/evals/<stage>-<key>/`` in the layout of a run
+directory (``stages/<stage>.json`` and ``examples/<stage>.jsonl``, the record vouching for the rows' size and
+checksum); a later run with the same key copies them into its own directory and reads them back exactly as a
+resumed run reads its own finished stages (JSON floats round-trip exactly, so every aggregate, every per-example
+row and every later metric that compares with these stages equals a re-evaluation's).
+
+The key is the sha256 of everything the stage's numbers can depend on:
+
+- the resolved config without the sections that only act after these stages or only decide where and how a run
+  is logged (``IRRELEVANT``: the method, optimizer, attacks, training loop of the unlearning stage except its
+  ``precision``, which sets the evaluation's autocast; output, logging and resume options);
+- the model directories evaluated (each file's name, size and modification time; a Hugging Face hub id, which
+  has no local directory to fingerprint, is never cached);
+- the source of ``unlearn_cli`` itself (every ``.py`` file's bytes), the library versions, the device and the
+  number of torch threads.
+
+A damaged entry is reported in one warning line and evaluated again (then replaced). Entries are written to a
+temporary directory and renamed, so concurrent runs of a sweep never read half an entry.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import shutil
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Iterable, Optional
+
+from unlearn_cli import stage_records
+from unlearn_cli.files import replace_dir, stable_hash, without
+from unlearn_cli.rundir import NON_RESULT_KEYS
+
+log = logging.getLogger("unlearn_cli")
+
+STAGES = ("oracle", "target")
+DIR = "evals"
+# top-level config keys that cannot change the target's or the oracle's evaluation
+IRRELEVANT = (*NON_RESULT_KEYS, "method", "optimizer", "attack", "skip", "checkpoint_every", "cache_reference",
+              "distributed")
+
+
+@lru_cache(maxsize=1)
+def source_hash() -> str:
+    """sha256 over the path and bytes of every ``.py`` file of the installed ``unlearn_cli`` package."""
+    root = Path(__file__).resolve().parent
+    digest = hashlib.sha256()
+    for file in sorted(root.rglob("*.py")):
+        digest.update(str(file.relative_to(root)).encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def fingerprint(model_dir) -> Optional[list]:
+    """``[[name, size, mtime_ns], ...]`` of every file below ``model_dir``; None when it is not a local directory."""
+    path = Path(str(model_dir)).expanduser()
+    if not path.is_dir():
+        return None
+    return [[str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns]
+            for f in sorted(path.rglob("*")) if f.is_file()]
+
+
+def key(stage: str, config: dict, model_dirs: Iterable, environment: dict) -> Optional[str]:
+    """The cache key of ``stage`` evaluated on ``model_dirs`` (the evaluated model first) under ``config`` (the
+    resolved run config) and ``environment`` (library versions, device, threads); None when it cannot be cached."""
+    prints = [fingerprint(d) for d in model_dirs]
+    if any(p is None for p in prints):
+        return None
+    relevant = without(config, IRRELEVANT)
+    relevant["unlearn"] = {"precision": (config.get("unlearn") or {}).get("precision")}
+    return stable_hash({"stage": stage, "config": relevant, "models": prints, "environment": environment,
+                        "source": source_hash(), "version": stage_records.VERSION}, 16)
+
+
+class EvalCache:
+    """The evaluation entries of ``cache_dir`` (a no-op when ``enabled`` is false)."""
+
+    def __init__(self, cache_dir: Path, enabled: bool):
+        self.root = Path(cache_dir).expanduser() / DIR
+        self.enabled = enabled
+
+    def entry(self, stage: str, entry_key: Optional[str]) -> Optional[Path]:
+        """The entry directory of ``stage`` under ``entry_key``; None when caching is off or the stage uncachable."""
+        if not self.enabled or entry_key is None or stage not in STAGES:
+            return None
+        return self.root / f"{stage}-{entry_key}"
+
+    def read(self, entry: Optional[Path], stage: str) -> Optional[dict]:
+        """The stage record of ``entry`` when it exists and its rows are intact (a damaged one: one warning line)."""
+        if entry is None or not entry.is_dir():
+            return None
+        record, problem = stage_records.read(entry, stage)
+        if problem is not None:
+            log.warning("cached %s evaluation %s is damaged (%s); evaluating it again", stage, entry, problem)
+        return record
+
+    def copy_into(self, entry: Path, stage: str, run_dir: Path, config_hash: str, record: dict) -> None:
+        """The entry's rows into ``run_dir`` and a record of them under this run's config hash (a resumed run then
+        reads the stage back like any finished one); the entry's path goes into the record's ``extra``."""
+        rows = f"examples/{stage}.jsonl"
+        (run_dir / "examples").mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{stage}.jsonl.", dir=run_dir / "examples")
+        os.close(fd)
+        try:
+            shutil.copyfile(entry / rows, tmp)
+            os.replace(tmp, run_dir / rows)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        stage_records.write(run_dir, stage, config_hash, record["metrics"], {}, record["artifacts"], files=[rows],
+                            extra={**record["extra"], "eval_cache": {stage: {"entry": str(entry),
+                                                                             "seconds": record["seconds"]}}})
+
+    def store(self, entry: Optional[Path], stage: str, run_dir: Path) -> None:
+        """Copy ``run_dir``'s finished ``stage`` (its record and rows) to ``entry``, atomically."""
+        if entry is None:
+            return
+        record, problem = stage_records.read(run_dir, stage)
+        if record is None or problem is not None or stage_records.read(entry, stage)[0] is not None:
+            return  # nothing finished to store, or another run of the sweep stored it meanwhile
+        self.root.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=self.root))
+        try:
+            for rel in (stage_records.path(Path("."), stage), *record["files"]):
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(run_dir / rel, tmp / rel)
+            replace_dir(tmp, entry, aside=f".{entry.name}.old")
+        except OSError as err:  # a full or read-only cache must not fail a run that has its numbers
+            shutil.rmtree(tmp, ignore_errors=True)
+            log.warning("evaluation of %s not cached in %s: %s", stage, entry, err)
