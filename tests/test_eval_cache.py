@@ -23,6 +23,7 @@ CONFIG = {"seed": 0, "output_dir": "a", "overwrite": True, "cache_dir": "/c", "p
           "method": {"name": "simnpo", "beta": 2.5}, "optimizer": {"name": "adamw"},
           "attack": {"relearn": {"steps": 10}}, "logger": {"name": "none"}, "distributed": {"kind": "none"}}
 ENV = {"versions": {"torch": "2.13.0"}, "device": "cpu", "torch_threads": 2}
+DATA = "d" * 64
 
 
 @pytest.fixture
@@ -49,8 +50,8 @@ def _changed(path: str, value) -> dict:
                                         ("benchmark.num_people", 20), ("eval.decode.max_new_tokens", 32),
                                         ("eval.metrics", {"qa_acc": {"splits": ["retain"]}})])
 def test_the_key_changes_with_what_the_evaluation_depends_on(model_dir, path, value):
-    base = eval_cache.key("target", CONFIG, [model_dir], ENV)
-    assert eval_cache.key("target", _changed(path, value), [model_dir], ENV) != base
+    base = eval_cache.key("target", CONFIG, [model_dir], ENV, DATA)
+    assert eval_cache.key("target", _changed(path, value), [model_dir], ENV, DATA) != base
 
 
 @pytest.mark.parametrize("path,value", [("method", {"name": "ga"}), ("optimizer", {"name": "sgd"}),
@@ -60,29 +61,29 @@ def test_the_key_changes_with_what_the_evaluation_depends_on(model_dir, path, va
                                         ("checkpoint_every", 5), ("distributed", {"kind": "ddp"}),
                                         ("cache_reference", False), ("threads", 4)])
 def test_the_key_ignores_what_acts_after_the_baselines_or_only_on_logging(model_dir, path, value):
-    assert eval_cache.key("target", _changed(path, value), [model_dir], ENV) == \
-        eval_cache.key("target", CONFIG, [model_dir], ENV)
+    assert eval_cache.key("target", _changed(path, value), [model_dir], ENV, DATA) == \
+        eval_cache.key("target", CONFIG, [model_dir], ENV, DATA)
 
 
 def test_the_key_changes_with_the_stage_the_model_files_and_the_environment(model_dir, tmp_path):
-    base = eval_cache.key("target", CONFIG, [model_dir], ENV)
-    assert eval_cache.key("oracle", CONFIG, [model_dir], ENV) != base
-    assert eval_cache.key("target", CONFIG, [model_dir], {**ENV, "torch_threads": 4}) != base
-    assert eval_cache.key("target", CONFIG, [model_dir], {**ENV, "device": "cuda:0 (H200)"}) != base
+    base = eval_cache.key("target", CONFIG, [model_dir], ENV, DATA)
+    assert eval_cache.key("oracle", CONFIG, [model_dir], ENV, DATA) != base
+    assert eval_cache.key("target", CONFIG, [model_dir], {**ENV, "torch_threads": 4}, DATA) != base
+    assert eval_cache.key("target", CONFIG, [model_dir], {**ENV, "device": "cuda:0 (H200)"}, DATA) != base
     other = tmp_path / "other"
     other.mkdir()
-    assert eval_cache.key("oracle", CONFIG, [model_dir, other], ENV) != eval_cache.key("oracle", CONFIG, [model_dir], ENV)
+    assert eval_cache.key("oracle", CONFIG, [model_dir, other], ENV, DATA) != eval_cache.key("oracle", CONFIG, [model_dir], ENV, DATA)
     (model_dir / "model.safetensors").write_bytes(b"weights, retrained")  # same name, new size and time
-    assert eval_cache.key("target", CONFIG, [model_dir], ENV) != base
+    assert eval_cache.key("target", CONFIG, [model_dir], ENV, DATA) != base
     stat = (model_dir / "tokenizer.json").stat()
-    key = eval_cache.key("target", CONFIG, [model_dir], ENV)
+    key = eval_cache.key("target", CONFIG, [model_dir], ENV, DATA)
     os.utime(model_dir / "tokenizer.json", ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000))
-    assert eval_cache.key("target", CONFIG, [model_dir], ENV) != key
+    assert eval_cache.key("target", CONFIG, [model_dir], ENV, DATA) != key
 
 
 def test_a_hub_id_or_missing_directory_is_never_cached(model_dir, tmp_path):
-    assert eval_cache.key("target", CONFIG, ["meta-llama/Llama-3.2-1B"], ENV) is None
-    assert eval_cache.key("oracle", CONFIG, [model_dir, tmp_path / "gone"], ENV) is None
+    assert eval_cache.key("target", CONFIG, ["meta-llama/Llama-3.2-1B"], ENV, DATA) is None
+    assert eval_cache.key("oracle", CONFIG, [model_dir, tmp_path / "gone"], ENV, DATA) is None
     assert eval_cache.EvalCache(tmp_path, True).entry("target", None) is None
     assert eval_cache.EvalCache(tmp_path, False).entry("target", "k") is None
     assert eval_cache.EvalCache(tmp_path, True).entry("unlearned", "k") is None  # only the baselines
@@ -170,3 +171,19 @@ def test_a_method_sweep_reuses_the_first_runs_baselines_with_every_number_unchan
         read_results(first)["metrics"]["unlearned/forget_qa_acc"] or \
         read_results(reused)["metrics"]["unlearned/forget_answer_prob"] != \
         read_results(first)["metrics"]["unlearned/forget_answer_prob"]  # another method, another unlearned model
+
+
+def test_the_data_digest_follows_every_evaluation_item(model_dir):
+    import dataclasses
+
+    from unlearn_cli.data.fictional import generate as fictional
+    data, again = fictional(num_people=6), fictional(num_people=6)
+    digest = eval_cache.data_digest(data)
+    assert eval_cache.data_digest(again) == digest and len(digest) == 64
+    split = sorted(data.qa)[0]
+    items = list(data.qa[split])
+    items[-1] = dataclasses.replace(items[-1], answer=items[-1].answer + " (edited)")
+    edited = dataclasses.replace(data, qa={**data.qa, split: items})
+    assert eval_cache.data_digest(edited) != digest
+    assert eval_cache.key("target", CONFIG, [model_dir], ENV, eval_cache.data_digest(edited)) != \
+        eval_cache.key("target", CONFIG, [model_dir], ENV, digest)

@@ -16,6 +16,8 @@ The key is the sha256 of everything the stage's numbers can depend on:
   ``precision``, which sets the evaluation's autocast; output, logging and resume options);
 - the model directories evaluated (each file's name, size and modification time; a Hugging Face hub id, which
   has no local directory to fingerprint, is never cached);
+- the evaluation data as loaded (``data_digest``: every QA, MCQ and text split, so an edited data file at the
+  same path is a new key);
 - the source of ``unlearn_cli`` itself (every ``.py`` file's bytes), the library versions, the device and the
   number of torch threads.
 
@@ -66,16 +68,27 @@ def fingerprint(model_dir) -> Optional[list]:
             for f in sorted(path.rglob("*")) if f.is_file()]
 
 
-def key(stage: str, config: dict, model_dirs: Iterable, environment: dict) -> Optional[str]:
+def data_digest(data) -> str:
+    """sha256 of a benchmark's evaluation splits as loaded (``BenchmarkData``: ``qa``, ``mcq``, ``texts``,
+    ``published``; the items are frozen dataclasses of strings, numbers and tuples, whose repr is canonical)."""
+    digest = hashlib.sha256()
+    for part in (data.qa, data.mcq, data.texts, data.published):
+        for name in sorted(part):
+            digest.update(repr((name, part[name])).encode("utf-8", "surrogatepass"))
+    return digest.hexdigest()
+
+
+def key(stage: str, config: dict, model_dirs: Iterable, environment: dict, data: str) -> Optional[str]:
     """The cache key of ``stage`` evaluated on ``model_dirs`` (the evaluated model first) under ``config`` (the
-    resolved run config) and ``environment`` (library versions, device, threads); None when it cannot be cached."""
+    resolved run config), ``environment`` (library versions, device, threads) and ``data`` (``data_digest``);
+    None when it cannot be cached."""
     prints = [fingerprint(d) for d in model_dirs]
     if any(p is None for p in prints):
         return None
     relevant = without(config, IRRELEVANT)
     relevant["unlearn"] = {"precision": (config.get("unlearn") or {}).get("precision")}
     return stable_hash({"stage": stage, "config": relevant, "models": prints, "environment": environment,
-                        "source": source_hash(), "version": stage_records.VERSION}, 16)
+                        "data": data, "source": source_hash(), "version": stage_records.VERSION}, 16)
 
 
 class EvalCache:

@@ -65,6 +65,7 @@ class Run:
                 attack.check(self.device)
             with self.provenance.stage("load_data"):
                 data = self.c.benchmark.load()
+                self.eval_data = eval_cache.data_digest(data) if self.s.cache_eval and self.main else ""
                 self.forget_prefixes = data.forget_prefixes
                 self.train_items = data.train
                 self.forget_splits = tuple(s for s in (*data.qa, *data.mcq, *data.texts)
@@ -181,14 +182,17 @@ class Run:
         if self._restore(stage):
             return
         environment = {k: self.provenance.data[k] for k in ("versions", "device", "torch_threads")}
-        entry = self.eval_cache.entry(stage, eval_cache.key(stage, self.s.config, model_dirs, environment))
+        entry = self.eval_cache.entry(stage, eval_cache.key(stage, self.s.config, model_dirs, environment,
+                                                            self.eval_data))
         cached = self.eval_cache.read(entry, stage)
-        if cached is None:
+        record = None
+        if cached is not None:
+            self.eval_cache.copy_into(entry, stage, self.s.run_dir, self.s.config_hash, cached)
+            record = self.outputs.finished_stage(stage)  # None if the copy did not verify: evaluated instead
+        if record is None:
             self._evaluate(stage, load())
             self.eval_cache.store(entry, stage, self.s.run_dir)
             return
-        self.eval_cache.copy_into(entry, stage, self.s.run_dir, self.s.config_hash, cached)
-        record = self.outputs.finished_stage(stage)
         self._adopt(stage, record)
         self.provenance.merge(record["extra"])
         self._log("eval", 0, {f"{stage}/{k}": v for k, v in record["metrics"].items()})
