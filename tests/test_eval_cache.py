@@ -187,3 +187,23 @@ def test_the_data_digest_follows_every_evaluation_item(model_dir):
     assert eval_cache.data_digest(edited) != digest
     assert eval_cache.key("target", CONFIG, [model_dir], ENV, eval_cache.data_digest(edited)) != \
         eval_cache.key("target", CONFIG, [model_dir], ENV, digest)
+
+
+def test_a_metric_that_needs_the_live_target_gets_it_evaluated(cache_dir, tmp_path):
+    """trace_detection reads the target's hidden states, which its rows do not hold: the target is evaluated
+    again in a run whose target is cached (the oracle still comes from the cache), with the same numbers."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (Path(cache_dir) / "prepared").mkdir(parents=True, exist_ok=True)
+    (cache / "prepared").symlink_to(Path(cache_dir) / "prepared")
+    args = [*ARGS, "+eval.metrics.trace_detection={}"]
+    run_cli(["run", *ARGS, f"output_dir={tmp_path / 'plain'}"], tmp_path, cache)  # caches target and oracle
+    first, second = tmp_path / "trace1", tmp_path / "trace2"
+    run_cli(["run", *args, f"output_dir={first}"], tmp_path, cache)
+    run_cli(["run", *args, "method=ga", f"output_dir={second}"], tmp_path, cache)
+    prov = json.loads((second / "provenance.json").read_text())
+    assert "oracle" in prov.get("eval_cache", {}) and "target" not in prov.get("eval_cache", {})
+    assert "eval_target" in prov["stage_seconds"]
+    keys = [k for k in read_results(second)["metrics"] if "trace_" in k]
+    assert keys and all(k.startswith(("unlearned/", "worst/")) or k.split("/")[0] != "target" for k in keys)
+    assert _examples(first)["target.jsonl"] == _examples(second)["target.jsonl"]

@@ -233,6 +233,15 @@ def records(state: Path, name: str) -> list:
     return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
+def finished_runs(state: Path, count: int, timeout: float = 60) -> list:
+    """The runner's records of finished tasks once there are ``count`` (it writes one when a task's process has
+    exited, which can be after the launcher has read that task's result and returned)."""
+    deadline = time.time() + timeout
+    while len(records(state, "runs")) < count and time.time() < deadline:
+        time.sleep(0.05)
+    return records(state, "runs")
+
+
 def test_sweep_on_fake_slurm(cache_dir, tmp_path):
     env = fake_slurm(tmp_path)
     state = Path(env["FAKE_SLURM_STATE"])
@@ -259,7 +268,7 @@ def test_sweep_on_fake_slurm(cache_dir, tmp_path):
     assert any("RUNNING" in "".join(r["output"]) for r in records(state, "sacct"))  # polled while running
 
     # the jobs ran one at a time and succeeded
-    runs = sorted(records(state, "runs"), key=lambda r: r["start"])
+    runs = sorted(finished_runs(state, 2), key=lambda r: r["start"])
     assert [r["rc"] for r in runs] == [0, 0]
     assert runs[0]["end"] <= runs[1]["start"]
 
@@ -288,7 +297,7 @@ def test_failed_slurm_job_fails_the_sweep(cache_dir, tmp_path):
     assert "non-finite" in proc.stderr
     [submission] = records(state, "sbatch")
     assert "array" not in submission["directives"] and submission["tasks"] == [submission["job_id"]]
-    [run] = records(state, "runs")
+    [run] = finished_runs(state, 1)
     assert run["rc"] == 0  # the job itself ended cleanly, reporting the failure through submitit's result
     [run_dir] = (tmp_path / "outputs" / "multirun" / "sweep").glob("fictional-*")
     assert read_results(run_dir)["status"].startswith("failed")
@@ -331,7 +340,7 @@ def test_usr2_checkpoints_requeues_and_the_requeued_job_resumes(cache_dir, tmp_p
     assert proc.returncode == 0, err[-3000:]
 
     [run_dir] = sweep.glob("fictional-*")
-    runs = records(state, "runs")
+    runs = finished_runs(state, 2)
     assert [r["requeued"] for r in runs] == [True, False] and runs[1]["rc"] == 0, runs
     assert [r["argv"][0] for r in records(state, "scontrol")] == ["requeue"]
     prov = json.loads((run_dir / "provenance.json").read_text())

@@ -121,12 +121,16 @@ class Metric(Protocol):
     ``compute(scorer) -> {key: float}``. ``splits`` names every evaluation split the metric reads
     (checked against the benchmark before anything runs); ``generation_requests`` declares its greedy
     generations so the scorer pools them per stage; ``baseline`` names the stage whose memoised values
-    it compares with (``oracle`` or ``target``), read through ``scorer.baseline(name)``.
+    it compares with (``oracle`` or ``target``), read through ``scorer.baseline(name)``. A baseline read back from
+    its per-example rows (a resumed run, ``oracle_results``, the evaluation cache) offers only what the rows hold;
+    ``baseline_from_rows = False`` says the metric needs more (hidden states, say), so its baseline stage is
+    evaluated in the run.
     """
 
     higher_is_better: bool = True
     version: int = 1
     baseline: Optional[str] = None
+    baseline_from_rows: bool = True
     splits: Sequence[str] = ()
 
     @abstractmethod

@@ -178,12 +178,14 @@ class Run:
     def _baseline(self, stage: str, model_dirs: list, load) -> None:
         """The oracle or target stage (``model_dirs``: the directories its numbers depend on, the evaluated model
         first; ``load()`` gives the model): this run's own finished record, else the evaluation cache's
-        (``unlearn_cli.eval_cache``), else evaluated here and then cached."""
-        if self._restore(stage):
+        (``unlearn_cli.eval_cache``), else evaluated here and then cached. A stage a metric needs live
+        (``baseline_from_rows = False``) is always evaluated."""
+        live = any(m.baseline == stage and not m.baseline_from_rows for m in self.c.metrics.values())
+        if not live and self._restore(stage):
             return
         environment = {k: self.provenance.data[k] for k in ("versions", "device", "torch_threads")}
-        entry = self.eval_cache.entry(stage, eval_cache.key(stage, self.s.config, model_dirs, environment,
-                                                            self.eval_data))
+        entry = None if live else self.eval_cache.entry(
+            stage, eval_cache.key(stage, self.s.config, model_dirs, environment, self.eval_data))
         cached = self.eval_cache.read(entry, stage)
         record = None
         if cached is not None:

@@ -86,6 +86,7 @@ class TraceDetection(Metric):
     higher_is_better = False  # the less detectable, the stealthier the unlearning
     version = 1
     baseline = "target"
+    baseline_from_rows = False  # the target's hidden states are not in its rows: the target is evaluated in the run
 
     def __init__(self, relevant: str = "forget", irrelevant: str = "retain", test_fraction: Fraction = 0.3,
                  layer: Integer = -1, c: PositiveFloat = 1.0, seed: NonNegativeInt = 42):
