@@ -110,16 +110,49 @@ def test_store_then_copy_into_another_run_dir(tmp_path):
     cache = eval_cache.EvalCache(tmp_path / "cache", True)
     entry = cache.entry("target", "abc")
     cache.store(entry, "target", first)
-    assert sorted(p.name for p in (tmp_path / "cache" / "evals").iterdir()) == ["target-abc"]  # no temp left
+    names = sorted(p.name for p in (tmp_path / "cache" / "evals").iterdir())
+    assert "target-abc" in names and not [n for n in names if ".tmp-" in n]  # no temp dir left behind
     record = cache.read(entry, "target")
     assert record["metrics"] == {"forget_qa_acc": 0.25}
     second.mkdir()
-    cache.copy_into(entry, "target", second, "hash1", record)
+    returned = cache.copy_into(entry, "target", second, "hash1", record)
     copied, problem = stage_records.read(second, "target")
+    assert returned == copied
     assert problem is None and copied["config_hash"] == "hash1" and copied["metrics"] == {"forget_qa_acc": 0.25}
     assert copied["artifacts"] == {"leak_at_k": {"forget": {}}} and copied["seconds"] == {}
     assert copied["extra"]["eval_cache"] == {"target": {"entry": str(entry), "seconds": {"eval_target": 1.5}}}
     assert (second / "examples" / "target.jsonl").read_text() == rows
+
+
+def test_rows_changed_after_the_entry_was_read_are_not_used(tmp_path, caplog):
+    run, other = tmp_path / "run", tmp_path / "other"
+    _finished_stage(run, "target", '{"index": 0, "split": "forget", "qa_acc": false}\n')
+    cache = eval_cache.EvalCache(tmp_path / "cache", True)
+    entry = cache.entry("target", "k2")
+    cache.store(entry, "target", run)
+    record = cache.read(entry, "target")
+    (entry / "examples" / "target.jsonl").write_text('{"index": 0, "split": "forget", "qa_acc": true}\n')  # swapped
+    other.mkdir()
+    with caplog.at_level(logging.WARNING, logger="unlearn_cli"):
+        assert cache.copy_into(entry, "target", other, "h", record) is None
+    assert "not used" in caplog.text
+    assert stage_records.read(other, "target") == (None, None) and not (other / "examples" / "target.jsonl").exists()
+
+
+def test_a_cache_that_cannot_be_written_costs_a_warning_not_the_run(tmp_path, caplog):
+    run = tmp_path / "run"
+    _finished_stage(run, "oracle", '{"index": 0, "split": "forget", "qa_acc": false}\n')
+    (tmp_path / "cache").write_text("a file where the cache dir should be")
+    cache = eval_cache.EvalCache(tmp_path / "cache", True)
+    with caplog.at_level(logging.WARNING, logger="unlearn_cli"):
+        cache.store(cache.entry("oracle", "k3"), "oracle", run)
+    assert "not cached" in caplog.text
+
+
+def test_the_targets_key_follows_the_oracle_it_is_compared_with(model_dir):
+    keys = {c: eval_cache.key("target", CONFIG, [model_dir], ENV, DATA, c) for c in ("none", "a" * 64, "b" * 64)}
+    assert len(set(keys.values())) == 3
+    assert eval_cache.key("target", CONFIG, [model_dir], ENV, DATA, "unknown") is None
 
 
 def test_a_damaged_entry_is_reported_and_not_used(tmp_path, caplog):
@@ -152,7 +185,7 @@ def test_a_method_sweep_reuses_the_first_runs_baselines_with_every_number_unchan
     (cache / "prepared").symlink_to(Path(cache_dir) / "prepared")  # the session's models, an empty evaluation cache
     first = tmp_path / "simnpo"
     run_cli(["run", *ARGS, f"output_dir={first}"], tmp_path, cache)
-    entries = sorted(p.name.split("-")[0] for p in (cache / "evals").iterdir())
+    entries = sorted(p.name.split("-")[0] for p in (cache / "evals").iterdir() if p.is_dir())
     assert entries == ["oracle", "target"]
     assert "eval_cache" not in json.loads((first / "provenance.json").read_text())
 
@@ -207,3 +240,19 @@ def test_a_metric_that_needs_the_live_target_gets_it_evaluated(cache_dir, tmp_pa
     keys = [k for k in read_results(second)["metrics"] if "trace_" in k]
     assert keys and all(k.startswith(("unlearned/", "worst/")) or k.split("/")[0] != "target" for k in keys)
     assert _examples(first)["target.jsonl"] == _examples(second)["target.jsonl"]
+
+
+def test_a_target_evaluated_without_an_oracle_is_not_reused_by_a_run_with_one(cache_dir, tmp_path):
+    """Forget quality and privleak at the target stage compare with the oracle: a target cached by a run that
+    skipped the oracle (published constants) is not what a run with an oracle reads."""
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    (Path(cache_dir) / "prepared").mkdir(parents=True, exist_ok=True)
+    (cache / "prepared").symlink_to(Path(cache_dir) / "prepared")
+    run_cli(["run", *ARGS, "skip=[eval_oracle]", f"output_dir={tmp_path / 'no_oracle'}"], tmp_path, cache)
+    with_oracle = tmp_path / "with_oracle"
+    run_cli(["run", *ARGS, f"output_dir={with_oracle}"], tmp_path, cache)
+    assert "target" not in json.loads((with_oracle / "provenance.json").read_text()).get("eval_cache", {})
+    again = tmp_path / "again"
+    run_cli(["run", *ARGS, "method=ga", f"output_dir={again}"], tmp_path, cache)
+    assert sorted(json.loads((again / "provenance.json").read_text())["eval_cache"]) == ["oracle", "target"]

@@ -324,6 +324,7 @@ def _yaml_description(group: str, option: str) -> str:
 
 
 def main(argv: List[str] | None = None) -> None:
+    argv_given = argv
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help", "help"):
         print(USAGE)
@@ -334,9 +335,10 @@ def main(argv: List[str] | None = None) -> None:
         if cmd not in commands:
             raise UserError(f"unknown command '{cmd}';{suggest(cmd, commands)} known: {', '.join(commands)}")
         commands[cmd](rest)
-        # the interpreter's last garbage collection at exit walks every object torch and transformers made (about
-        # 0.5 s); freezing them skips that walk (files and loggers are closed by now; atexit handlers still run)
-        gc.freeze()
+        if argv_given is None:  # the program itself, about to exit (not a caller of main() going on)
+            # the interpreter's last garbage collection walks every object torch and transformers made (about
+            # 0.5 s); freezing them skips that walk (files and loggers are closed by now; atexit handlers still run)
+            gc.freeze()
     except UserError as err:
         _fail(str(err))
     except (KeyboardInterrupt, interrupts.Interrupted) as err:  # before a run started (validation, launch)

@@ -18,11 +18,16 @@ The key is the sha256 of everything the stage's numbers can depend on:
   has no local directory to fingerprint, is never cached);
 - the evaluation data as loaded (``data_digest``: every QA, MCQ and text split, so an edited data file at the
   same path is a new key);
+- for the target, the oracle rows that its oracle-relative metrics (forget quality, privleak) read (their
+  sha256: this run's oracle stage or ``oracle_results``'s), or that it has none;
 - the source of ``unlearn_cli`` itself (every ``.py`` file's bytes), the library versions, the device and the
   number of torch threads.
 
-A damaged entry is reported in one warning line and evaluated again (then replaced). Entries are written to a
-temporary directory and renamed, so concurrent runs of a sweep never read half an entry.
+A damaged entry is reported in one warning line and evaluated again (then replaced); rows copied out of an entry
+are checked against its record before they count. Entries are built in a temporary directory and published
+like the prepared models (``manifest.publish``, under a lock), so concurrent runs of a sweep never read half an
+entry. Model files are recognised by name, size and modification time: a copy of other weights that keeps all
+three (``cp -p``, ``rsync -a`` of same-size files) would be taken for the original.
 """
 
 from __future__ import annotations
@@ -36,8 +41,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable, Optional
 
-from unlearn_cli import stage_records
-from unlearn_cli.files import replace_dir, stable_hash, without
+from unlearn_cli import manifest, stage_records
+from unlearn_cli.files import stable_hash, without
 from unlearn_cli.rundir import NON_RESULT_KEYS
 
 log = logging.getLogger("unlearn_cli")
@@ -78,17 +83,21 @@ def data_digest(data) -> str:
     return digest.hexdigest()
 
 
-def key(stage: str, config: dict, model_dirs: Iterable, environment: dict, data: str) -> Optional[str]:
-    """The cache key of ``stage`` evaluated on ``model_dirs`` (the evaluated model first) under ``config`` (the
-    resolved run config), ``environment`` (library versions, device, threads) and ``data`` (``data_digest``);
-    None when it cannot be cached."""
+def key(stage: str, config: dict, model_dirs: Iterable, environment: dict, data: str,
+        compared_with: str = "") -> Optional[str]:
+    """The cache key of ``stage`` evaluated on ``model_dirs`` (the evaluated model first, then every directory its
+    numbers depend on: the oracle's target, a separate tokenizer) under ``config`` (the resolved run config),
+    ``environment`` (library versions, device, threads), ``data`` (``data_digest``) and ``compared_with`` (what
+    its baseline-relative metrics read: the target's oracle rows, by sha256); None when it cannot be cached
+    (``compared_with`` "unknown", or a model that is no local directory)."""
     prints = [fingerprint(d) for d in model_dirs]
-    if any(p is None for p in prints):
+    if any(p is None for p in prints) or compared_with == "unknown":
         return None
     relevant = without(config, IRRELEVANT)
     relevant["unlearn"] = {"precision": (config.get("unlearn") or {}).get("precision")}
     return stable_hash({"stage": stage, "config": relevant, "models": prints, "environment": environment,
-                        "data": data, "source": source_hash(), "version": stage_records.VERSION}, 16)
+                        "data": data, "compared_with": compared_with, "source": source_hash(),
+                        "version": stage_records.VERSION}, 16)
 
 
 class EvalCache:
@@ -113,37 +122,54 @@ class EvalCache:
             log.warning("cached %s evaluation %s is damaged (%s); evaluating it again", stage, entry, problem)
         return record
 
-    def copy_into(self, entry: Path, stage: str, run_dir: Path, config_hash: str, record: dict) -> None:
-        """The entry's rows into ``run_dir`` and a record of them under this run's config hash (a resumed run then
-        reads the stage back like any finished one); the entry's path goes into the record's ``extra``."""
+    def copy_into(self, entry: Path, stage: str, run_dir: Path, config_hash: str, record: dict) -> Optional[dict]:
+        """The entry's rows into ``run_dir`` (checked against the entry's record: size and sha256) and a record of
+        them under this run's config hash (a resumed run then reads the stage back like any finished one), the
+        entry's path in its ``extra``; that record, or None (one warning line) when the copy failed or does not
+        match (an entry replaced or removed meanwhile): the stage is then evaluated."""
         rows = f"examples/{stage}.jsonl"
-        (run_dir / "examples").mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{stage}.jsonl.", dir=run_dir / "examples")
-        os.close(fd)
+        want = record["files"].get(rows, {})
+        tmp = None
         try:
+            (run_dir / "examples").mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{stage}.jsonl.", dir=run_dir / "examples")
+            os.close(fd)
             shutil.copyfile(entry / rows, tmp)
+            if os.path.getsize(tmp) != want.get("size") or manifest.sha256(Path(tmp)) != want.get("sha256"):
+                raise OSError("its rows no longer match its record")
             os.replace(tmp, run_dir / rows)
+        except OSError as err:
+            log.warning("cached %s evaluation %s not used (%s); evaluating it again", stage, entry, err)
+            return None
         finally:
-            if os.path.exists(tmp):
+            if tmp is not None and os.path.exists(tmp):
                 os.unlink(tmp)
         stage_records.write(run_dir, stage, config_hash, record["metrics"], {}, record["artifacts"], files=[rows],
                             extra={**record["extra"], "eval_cache": {stage: {"entry": str(entry),
                                                                              "seconds": record["seconds"]}}})
+        return stage_records.read(run_dir, stage)[0]
 
     def store(self, entry: Optional[Path], stage: str, run_dir: Path) -> None:
-        """Copy ``run_dir``'s finished ``stage`` (its record and rows) to ``entry``, atomically."""
+        """Copy ``run_dir``'s finished ``stage`` (its record and rows) to ``entry``: built in a temp dir and
+        published like the prepared models (``manifest.publish``: sealed, moved in under the entry's lock, an intact
+        entry another run of the sweep published meanwhile kept). A cache that cannot be written costs one warning,
+        never the run."""
         if entry is None:
             return
         record, problem = stage_records.read(run_dir, stage)
-        if record is None or problem is not None or stage_records.read(entry, stage)[0] is not None:
-            return  # nothing finished to store, or another run of the sweep stored it meanwhile
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{entry.name}.", dir=self.root))
+        if record is None or problem is not None:
+            return
+        tmp = None
         try:
+            if self.root.is_dir():
+                manifest.sweep_stale(self.root)  # temp dirs of killed runs on this host
+            tmp = manifest.temp_dir(self.root)
             for rel in (stage_records.path(Path("."), stage), *record["files"]):
                 (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(run_dir / rel, tmp / rel)
-            replace_dir(tmp, entry, aside=f".{entry.name}.old")
+            manifest.publish(tmp, entry)  # sealed, moved in under the entry's lock; an intact one is kept
         except OSError as err:  # a full or read-only cache must not fail a run that has its numbers
-            shutil.rmtree(tmp, ignore_errors=True)
             log.warning("evaluation of %s not cached in %s: %s", stage, entry, err)
+        finally:
+            if tmp is not None and tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)

@@ -24,7 +24,7 @@ from typing import Dict, Optional
 import torch
 from omegaconf import DictConfig
 
-from unlearn_cli import components, eval_cache, progress
+from unlearn_cli import components, eval_cache, manifest, progress
 from unlearn_cli.attacks.context import AttackContext
 from unlearn_cli.data.encoding import encode_qa
 from unlearn_cli.errors import NonFiniteLossError
@@ -54,6 +54,7 @@ class Run:
         self.autocast = autocast_factory(self.c.unlearn.precision, self.device)
         self.metrics: Dict[str, float] = {}
         self.artifacts: Dict[str, dict] = {}
+        self.oracle_source: Optional[Path] = None  # the rows of oracle_results's oracle, once read
 
     def execute(self) -> Path:
         with self._session() as state:
@@ -184,13 +185,14 @@ class Run:
         if not live and self._restore(stage):
             return
         environment = {k: self.provenance.data[k] for k in ("versions", "device", "torch_threads")}
-        entry = None if live else self.eval_cache.entry(
-            stage, eval_cache.key(stage, self.s.config, model_dirs, environment, self.eval_data))
+        if self.c.model.tokenizer_path:
+            model_dirs = [*model_dirs, self.c.model.tokenizer_path]
+        entry = None if live else self.eval_cache.entry(stage, eval_cache.key(
+            stage, self.s.config, model_dirs, environment, self.eval_data, self._oracle_rows(stage)))
         cached = self.eval_cache.read(entry, stage)
         record = None
-        if cached is not None:
-            self.eval_cache.copy_into(entry, stage, self.s.run_dir, self.s.config_hash, cached)
-            record = self.outputs.finished_stage(stage)  # None if the copy did not verify: evaluated instead
+        if cached is not None:  # None if the copy failed or did not match: evaluated instead
+            record = self.eval_cache.copy_into(entry, stage, self.s.run_dir, self.s.config_hash, cached)
         if record is None:
             self._evaluate(stage, load())
             self.eval_cache.store(entry, stage, self.s.run_dir)
@@ -198,6 +200,17 @@ class Run:
         self._adopt(stage, record)
         self.provenance.merge(record["extra"])
         self._log("eval", 0, {f"{stage}/{k}": v for k, v in record["metrics"].items()})
+
+    def _oracle_rows(self, stage: str) -> str:
+        """What a ``stage`` compares with besides its own model: for the target, the sha256 of the oracle rows its
+        oracle-relative metrics (forget quality, privleak) read -- this run's oracle stage or ``oracle_results``'s
+        -- or ``none`` (published constants)."""
+        if stage != "target":
+            return ""
+        if self.suite.baselines.get("oracle") is None:
+            return "none"
+        rows = self.oracle_source or self.s.run_dir / "examples" / "oracle.jsonl"
+        return manifest.sha256(rows) if Path(rows).is_file() else "unknown"
 
     def _unlearned_needed(self) -> bool:
         """Whether the unlearned model is still needed: a later stage not finished yet, ``save_model``, or other
@@ -212,6 +225,7 @@ class Run:
         """The retain-only oracle first (later stages compare with it): evaluated, or an earlier run's reused."""
         if self.s.oracle_results is not None:
             found, values = stored.load(self.s.oracle_results, self.s.config)
+            self.oracle_source = found.source
             self.suite.baselines.add_stored(found)
             self.metrics.update({f"oracle/{k}": v for k, v in values.items()})
             self.provenance.set("oracle_results", str(found.source))
