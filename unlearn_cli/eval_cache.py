@@ -69,8 +69,8 @@ def fingerprint(model_dir) -> Optional[list]:
     path = Path(str(model_dir)).expanduser()
     if not path.is_dir():
         return None
-    return [[str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns]
-            for f in sorted(path.rglob("*")) if f.is_file()]
+    return [[str(f.relative_to(path)), st.st_size, st.st_mtime_ns]
+            for f in sorted(path.rglob("*")) if f.is_file() and (st := f.stat())]
 
 
 def data_digest(data) -> str:
@@ -128,15 +128,16 @@ class EvalCache:
         entry's path in its ``extra``; that record, or None (one warning line) when the copy failed or does not
         match (an entry replaced or removed meanwhile): the stage is then evaluated."""
         rows = f"examples/{stage}.jsonl"
-        want = record["files"].get(rows, {})
+        want = record["files"].get(rows, {"size": -1})
         tmp = None
         try:
             (run_dir / "examples").mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(prefix=f".{stage}.jsonl.", dir=run_dir / "examples")
             os.close(fd)
             shutil.copyfile(entry / rows, tmp)
-            if os.path.getsize(tmp) != want.get("size") or manifest.sha256(Path(tmp)) != want.get("sha256"):
-                raise OSError("its rows no longer match its record")
+            problem = manifest.check(Path(tmp).parent, {Path(tmp).name: {**want, "mtime_ns": None}})
+            if problem is not None:
+                raise OSError(f"its rows no longer match its record: {problem}")
             os.replace(tmp, run_dir / rows)
         except OSError as err:
             log.warning("cached %s evaluation %s not used (%s); evaluating it again", stage, entry, err)

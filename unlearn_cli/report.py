@@ -228,7 +228,7 @@ def plot_pareto(runs: List[Dict], forget_key: str, utility_key: str, path: Path)
 
 
 def _save(fig, ax, path: Path) -> Path:
-    """Legend, layout, PNG at 120 dpi; the figure is closed."""
+    """Legend, layout, PNG at 120 dpi."""
     ax.legend(fontsize=8)
     return save_figure(fig, path, dpi=120)
 

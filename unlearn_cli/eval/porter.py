@@ -94,7 +94,8 @@ STEP_2 = tuple((s, r, m_positive) for s, r in (
     ("ational", "ate"), ("tional", "tion"), ("enci", "ence"), ("anci", "ance"), ("izer", "ize"), ("bli", "ble"),
     ("alli", "al"), ("entli", "ent"), ("eli", "e"), ("ousli", "ous"), ("ization", "ize"), ("ation", "ate"),
     ("ator", "ate"), ("alism", "al"), ("iveness", "ive"), ("fulness", "ful"), ("ousness", "ous"), ("aliti", "al"),
-    ("iviti", "ive"), ("biliti", "ble"), ("fulli", "ful")))
+    ("iviti", "ive"), ("biliti", "ble"), ("fulli", "ful"))) + \
+    (("logi", "log", lambda stem: m_positive(stem + "l")),)  # NLTK: m of the word without its last 3 letters
 STEP_3 = tuple((s, r, m_positive) for s, r in (
     ("icate", "ic"), ("ative", ""), ("alize", "al"), ("iciti", "ic"), ("ical", "ic"), ("ful", ""), ("ness", "")))
 STEP_4 = tuple((s, "", m_above_one) for s in ("al", "ance", "ence", "er", "ic", "able", "ible", "ant", "ement",
@@ -136,12 +137,7 @@ def step_1c(word: str) -> str:
 def step_2(word: str) -> str:
     if word.endswith("alli") and m_positive(word[:-4]):
         return step_2(word[:-4] + "al")
-    for suffix, replacement, condition in STEP_2:
-        if word.endswith(suffix):
-            return word[:-len(suffix)] + replacement if condition(word[:-len(suffix)]) else word
-    if word.endswith("logi"):
-        return word[:-1] if m_positive(word[:-3]) else word
-    return word
+    return first_suffix(word, STEP_2)
 
 
 def step_5a(word: str) -> str:
