@@ -1,6 +1,6 @@
-"""The native decoding loop (``eval.kv_decode``) against ``model.generate`` per length bucket: the same greedy
-tokens with rows leaving at EOS and tails of several buckets merged, the same samples for the same seed, for the
-three architectures the project builds; and its KV cache layer."""
+"""The native decoding loop (``eval.kv_decode``, ``eval.slot_decode``) against ``model.generate`` per length
+bucket: the same greedy tokens with rows leaving at EOS and their slots refilled by other buckets' rows, the same
+samples for the same seed, for the three architectures the project builds; and its KV cache layers."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from _method_fixtures import data_and_tokenizer, encode
-from unlearn_cli.eval import kv_decode
+from unlearn_cli.eval import kv_decode, slot_decode
 from unlearn_cli.eval.decode import Sampling, generate
 from unlearn_cli.models.build import ModelSpec, build_tiny
 
@@ -39,20 +39,40 @@ def _setup(arch: str):
 
 
 @pytest.mark.parametrize("arch", ARCHS)
-def test_greedy_tokens_equal_generate_per_bucket_with_rows_leaving_and_tails_merged(arch, monkeypatch):
+def test_greedy_tokens_equal_generate_per_bucket_with_rows_leaving_and_slots_refilled(arch, monkeypatch):
     model, tok, prompts = _setup(arch)
-    merged = []
-    real_merge = kv_decode.merge
-    monkeypatch.setattr(kv_decode, "merge", lambda groups, mnt: merged.append(len(groups)) or real_merge(groups, mnt))
+    steps = []  # per decode step: the output rows of the slots computed
+    real_step = slot_decode.SlotSchedule._step
+    monkeypatch.setattr(slot_decode.SlotSchedule, "_step",
+                        lambda self, slots, tokens: steps.append(slots.out[:slots.active].tolist())
+                        or real_step(self, slots, tokens))
     for batch_size in (4, 7, 8, 12):
         ref = generate(model, tok, prompts, 20, batch_size, NULL, engine="generate")
         got = generate(model, tok, prompts, 20, batch_size, NULL, engine="native")
         assert got == ref
+    steps.clear()
     ids = kv_decode.Decoder(model, tok.pad_token_id, tok.eos_token_id, 20, NULL).run([prompts[:18], prompts[18:]], 18)
     lengths = [len(row) for row in ids]
     assert min(lengths) < 20 and len(set(lengths)) > 3  # rows stopped at many different steps
-    sliding = arch == "mistral" and getattr(model.config, "sliding_window", None)
-    assert (max(merged, default=0) >= 2) == (not sliding)  # tails of several buckets ran as one batch
+    shared = [rows for rows in steps if min(rows) in range(18) and max(rows) >= 18]
+    assert shared  # rows of both buckets decoded in one batch (Mistral's 4096-token window sees everything)
+    assert all(len(rows) <= 18 for rows in steps)  # never more rows than the batch size
+
+
+def test_a_window_shorter_than_prompt_and_answer_decodes_bucket_by_bucket_and_equals_generate(monkeypatch):
+    """Mistral with an 8-token sliding window: positions leave the window, so slots (which keep them all) are
+    not used; the bucket-by-bucket loop still gives generate's tokens."""
+    import copy
+    model, tok, prompts = _setup("mistral")
+    model = copy.deepcopy(model)
+    model.config.sliding_window = 8
+    steps = []
+    monkeypatch.setattr(slot_decode.SlotSchedule, "_step", lambda self, slots, tokens: steps.append(1))
+    ref = generate(model, tok, prompts[:16], 20, 8, NULL, engine="generate")
+    assert generate(model, tok, prompts[:16], 20, 8, NULL, engine="native") == ref
+    assert not steps
+    model.config.sliding_window = 4096
+    assert generate(model, tok, prompts[:16], 20, 8, NULL, engine="generate") != ref  # the window mattered
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -92,23 +112,58 @@ def test_growing_layer_writes_in_place_selects_rows_and_refuses_overflow():
         layer.update(k1[:2], v1[:2])
 
 
-def test_merge_left_pads_caches_so_each_row_attends_to_what_it_did():
-    """Two groups with caches of different lengths, merged: every row's next logits equal its own group's."""
-    model, tok, prompts = _setup("llama")
+def test_slot_layer_writes_each_slot_at_its_own_column_moves_slots_and_zeroes_what_it_reaches():
+    layer = slot_decode.SlotLayer(rows=3, limit=70)
+    prompt_k, prompt_v = torch.randn(2, 2, 4, 5), torch.randn(2, 2, 4, 5)
+    layer.place(torch.tensor([2, 0]), prompt_k, prompt_v)
+    assert layer._keys.shape == (3, 2, 70, 5) and layer.zeroed == 4
+    assert torch.equal(layer._keys[1, :, :4], torch.zeros(2, 4, 5))  # the empty slot reads zeros, not garbage
+    layer.reserve(5)
+    layer.at, layer.columns = torch.tensor([4, 0, 2]), torch.arange(5)
+    k, v = torch.randn(3, 2, 1, 5), torch.randn(3, 2, 1, 5)
+    keys, values = layer.update(k, v)
+    assert keys.shape == (3, 2, 5, 5) and layer.get_seq_length() == 4
+    assert torch.equal(keys[0, :, :4], prompt_k[1]) and torch.equal(keys[0, :, 4], k[0, :, 0])
+    assert torch.equal(keys[2, :, :2], prompt_k[0, :, :2]) and torch.equal(keys[2, :, 2], k[2, :, 0])
+    assert torch.equal(keys[2, :, 3], prompt_k[0, :, 3]) and torch.equal(keys[2, :, 4], torch.zeros(2, 5))  # stale, zero
+    assert torch.equal(keys[1, :, 1:], torch.zeros(2, 4, 5))
+    assert torch.equal(values[1, :, 0], v[1, :, 0])
+    layer.move(torch.tensor([2]), torch.tensor([1]), 5)
+    assert torch.equal(layer._keys[1, :, :5], layer._keys[2, :, :5])
+    layer.reserve(70)
+    assert torch.equal(layer._keys[:, :, 5:], torch.zeros(3, 2, 65, 5)) and torch.equal(keys[0, :, :4], prompt_k[1])
+    with pytest.raises(RuntimeError, match="holds at most 70 positions; 71 were needed"):
+        layer.reserve(71)
+
+
+@pytest.mark.parametrize("arch", ["llama", "qwen2"])
+def test_slots_of_different_lengths_attend_to_their_own_tokens(arch):
+    """Three prompts of different lengths, prefilled together, aligned at column 0 and decoded one step in
+    slots: each row's next logits equal a forward of that prompt and token alone."""
+    model, tok, prompts = _setup(arch)
+    group = [prompts[0], prompts[1] + prompts[1][1:6], prompts[2][:3]]
     dec = kv_decode.Decoder(model, tok.pad_token_id, None, 8, NULL)
-    short = dec.prefill(prompts[:2], torch.arange(2), 2)
-    long = dec.prefill([p + p[1:4] for p in prompts[2:5]], torch.arange(2, 5), 3)
-    assert short.mask.shape[1] != long.mask.shape[1]
-
-    def next_logits(rows):
-        mask = torch.cat([rows.mask, rows.mask.new_ones(len(rows), 1)], 1)
-        with torch.no_grad():
-            return model(input_ids=rows.nxt[:, None], attention_mask=mask, position_ids=rows.pos[:, None],
-                         cache=rows.cache, use_cache=True).logits[:, -1]
-
-    together = next_logits(kv_decode.merge([short, long], 8))  # the merge copies; the groups' caches are intact
-    apart = torch.cat([next_logits(short), next_logits(long)])
-    torch.testing.assert_close(together, apart, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        cache, mask, _ = dec.prefill_forward(group, kv_decode.DynamicCache(config=model.config))
+        pad = mask.shape[1] - mask.sum(1)
+        keys = [slot_decode.aligned(layer.keys, pad) for layer in cache.layers]
+        values = [slot_decode.aligned(layer.values, pad) for layer in cache.layers]
+        slots = kv_decode.DynamicCache(config=model.config)
+        slots.layers = [slot_decode.SlotLayer(4, 64) for _ in slots.layers]
+        where = torch.tensor([3, 0, 1])
+        for layer, k, v in zip(slots.layers, keys, values):
+            layer.place(where, k, v)
+        lengths = torch.tensor([len(group[1]), len(group[2]), 1, len(group[0])])  # slot 2 holds nothing real
+        nxt = torch.tensor([7, 8, 9, 10])
+        width = int(lengths.max()) + 1
+        for layer in slots.layers:
+            layer.at, layer.columns = lengths, torch.arange(width)
+        step_mask = (torch.arange(width)[None] <= lengths[:, None]).long()
+        got = dec.logits(input_ids=nxt[:, None], attention_mask=step_mask, position_ids=lengths[:, None],
+                         cache=slots)
+        for slot, prompt in ((3, group[0]), (0, group[1]), (1, group[2])):
+            alone = model(input_ids=torch.tensor([list(prompt) + [int(nxt[slot])]])).logits[0, -1]
+            torch.testing.assert_close(got[slot], alone, rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize("arch", ARCHS)

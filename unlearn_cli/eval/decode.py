@@ -3,7 +3,7 @@
 Prompts are length-bucketed and left-padded; greedy decoding or ``n`` samples per prompt under a seeded
 RNG that does not disturb the caller's. Prompts longer than the model's context minus the continuation
 keep their last tokens (one warning per split and run). ``engine: native`` decodes the buckets on the
-project's KV-cache loop (``eval.kv_decode``: rows leave at EOS, greedy tails merge); ``engine: generate``
+project's KV-cache loop (``eval.kv_decode``: finished rows hand their slot to waiting ones); ``engine: generate``
 calls transformers' ``model.generate`` per bucket. Both give the same tokens (greedy) and the same
 samples for the same seed.
 """
@@ -39,7 +39,7 @@ class DecodeSettings:
     ``sampling_rng``: ``generate`` draws as ``model.generate`` does (the same samples under both engines,
     but they depend on the batch size and buckets run one after another); ``per_row`` gives every
     (prompt, sample) its own stream seeded from ``seed``, so samples do not depend on ``batch_size`` and
-    sampled tails merge like greedy ones (native engine only)."""
+    sampled rows of different buckets share the batch like greedy ones (native engine only)."""
 
     max_new_tokens: PositiveInt = 24
     batch_size: PositiveInt = 256
@@ -158,7 +158,7 @@ def _native(model, tokenizer, prompts, buckets, max_new_tokens, autocast, sampli
             by_prompt = kv_decode.row_streams(row_seed, len(prompts), n)
             streams = [by_prompt[i * n + j] for i in order for j in range(n)]
     decoder = kv_decode.Decoder(model, tokenizer.pad_token_id, tokenizer.eos_token_id, max_new_tokens, autocast,
-                                choose=choose, merge_tails=sampling is None or streams is not None, samples=n,
+                                choose=choose, share_slots=sampling is None or streams is not None, samples=n,
                                 streams=streams)
     rows = [[prompts[i] for i in idx] for idx in buckets]
     ids = decoder.run(rows, max(len(r) for r in rows) * n if rows else 1, on_bucket=advance)

@@ -6,27 +6,26 @@ batch does not need:
 
 * **Rows leave at EOS.** A row that emitted EOS, or its ``max_new_tokens``, is dropped from the batch and
   its KV cache (``generate`` keeps computing every finished row until the whole bucket is done).
-* **Tails are merged (greedy).** When a bucket is down to a quarter of its rows, the survivors are parked
-  and the next bucket starts; parked rows of several buckets continue as one batch once they fill half of
-  one (their caches left-padded to a common length, which attention masks out). A bucket's stragglers --
-  the answers of an unlearned model that never stop -- then cost one batch's steps instead of one per
-  bucket. The prefill of every bucket is the one ``generate`` runs, so greedy outputs are the same
-  (tested, token for token).
+* **The batch stays full** (greedy, and ``per_row`` sampling, on full-attention models): rows that finish
+  hand their slot to the next bucket's prefilled rows (``eval.slot_decode``), so a step computes
+  ``batch_size`` rows until the last rows run out. The prefill of every bucket is the one ``generate`` runs,
+  so greedy outputs are the same (tested, token for token).
 * **Sampling keeps generate's random stream.** ``torch.multinomial`` with one sample is argmax of
   ``p / q`` with ``q ~ Exp(1)`` drawn for the whole ``(rows, vocabulary)`` tensor, so drawing ``q`` for the
   bucket's full shape each step and keeping the live rows' slots reproduces generate's samples for the
   same seed while only live rows are computed. Sampled buckets are therefore decoded one after the other
-  (no tail merging, which would reorder the draws). The warpers are transformers' own
+  (refilling slots from other buckets would reorder the draws). The warpers are transformers' own
   (``TemperatureLogitsWarper``, ``TopKLogitsWarper``, ``TopPLogitsWarper``), applied in generate's order.
 * **Or a stream per row** (``sampling_rng: per_row``): inverse-CDF sampling with one uniform per row and
-  step from the row's own seeded stream, so samples do not depend on the batch and sampled tails merge too.
+  step from the row's own seeded stream, so samples do not depend on the batch and sampled rows share slots too.
 * **One prefill per prompt** when it is sampled ``n`` times: its cache is repeated (``generate`` prefills
   each copy).
 
 Deviation from ``generate``: only the eval's decode settings are in force; a checkpoint's
 ``generation_config`` (say a repetition penalty) is not applied, so a number does not depend on what a
-checkpoint's author left in that file. Models whose cache is not transformers' ``DynamicCache`` (state-space
-or encoder-decoder models) use ``engine: generate``.
+checkpoint's author left in that file. Models whose sliding window is shorter than a prompt plus its continuation
+decode bucket by bucket; models whose
+cache is not transformers' ``DynamicCache`` (state-space or encoder-decoder models) use ``engine: generate``.
 """
 
 from __future__ import annotations
@@ -35,7 +34,6 @@ from dataclasses import dataclass
 from typing import Callable, List, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer
 from transformers.generation.logits_process import (LogitsProcessorList, TemperatureLogitsWarper, TopKLogitsWarper,
@@ -44,8 +42,6 @@ from transformers.generation.logits_process import (LogitsProcessorList, Tempera
 from unlearn_cli.data.encoding import left_pad
 from unlearn_cli.eval.decode import left_pad_positions
 
-PARK_FRACTION = 4  # a bucket down to 1/4 of its rows parks them
-MERGE_FRACTION = 2  # parked rows continue together once they fill 1/2 of a batch
 COMPACT_FRACTION = 8  # finished rows leave the cache once they are 1/8 of the batch
 
 
@@ -144,38 +140,6 @@ def growing_cache(config, room: int) -> DynamicCache:
     return cache
 
 
-def mergeable(cache: DynamicCache) -> bool:
-    """Only full-attention layers can be left-padded and concatenated (a sliding window crops its past)."""
-    return all(type(layer) in (DynamicLayer, GrowingLayer) for layer in cache.layers)
-
-
-def merge(groups: Sequence[LiveRows], max_new_tokens: int) -> LiveRows:
-    """One batch of several groups' live rows: caches and masks left-padded to the longest."""
-    groups = [g.compacted() for g in groups]
-    if len(groups) == 1:
-        return groups[0]
-    width = max(g.mask.shape[1] for g in groups)
-
-    def padded(t: torch.Tensor, g: LiveRows, dim_from_end: int) -> torch.Tensor:
-        gap = width - g.mask.shape[1]
-        return F.pad(t, (0, 0) * (dim_from_end - 1) + (gap, 0)) if gap else t
-
-    layers = []
-    for i in range(len(groups[0].cache.layers)):
-        keys = torch.cat([padded(g.cache.layers[i].keys, g, 2) for g in groups])
-        values = torch.cat([padded(g.cache.layers[i].values, g, 2) for g in groups])
-        layers.append((keys, values))
-    cat = lambda name: torch.cat([getattr(g, name) for g in groups])  # noqa: E731
-    room = max_new_tokens - int(min(g.count.min() for g in groups))
-    cache = DynamicCache()
-    cache.layers = [GrowingLayer(room) for _ in layers]
-    for layer, (keys, values) in zip(cache.layers, layers):
-        layer.update(keys, values)
-    streams = [s for g in groups for s in g.streams] if groups[0].streams is not None else None
-    return LiveRows(cat("out"), cat("slot"), cache,
-                    torch.cat([padded(g.mask, g, 1) for g in groups]), cat("pos"), cat("nxt"), cat("count"), streams)
-
-
 def warpers(temperature: float, top_k: int, top_p: float) -> LogitsProcessorList:
     """transformers' sampling warpers in ``generate``'s order and under its conditions (one token kept)."""
     chain = LogitsProcessorList()
@@ -236,10 +200,11 @@ def per_row_choice(chain: LogitsProcessorList) -> Callable:
 
 
 class Decoder:
-    """Continuations of many prompts: buckets prefilled as ``generate`` would, decoded on a shared loop."""
+    """Continuations of many prompts: buckets prefilled as ``generate`` would, then decoded on slots that
+    stay full (``eval.slot_decode``), or bucket by bucket (``generate``'s sampling stream, sliding windows)."""
 
     def __init__(self, model, pad_id: int, eos_id: Optional[int], max_new_tokens: int, autocast,
-                 choose: Callable = greedy_choice, merge_tails: bool = True, samples: int = 1,
+                 choose: Callable = greedy_choice, share_slots: bool = True, samples: int = 1,
                  streams: Optional[List[RowStream]] = None):
         self.model = model
         self.pad_id = pad_id
@@ -247,24 +212,29 @@ class Decoder:
         self.max_new_tokens = max_new_tokens
         self.autocast = autocast
         self.choose = choose
-        self.merge_tails = merge_tails
+        self.share_slots = share_slots  # rows of different buckets may decode together (not generate's stream)
         self.samples = samples  # rows per prompt: the prompt is prefilled once, its cache repeated
         self.streams = streams  # per-row generators in output-row order (sampling_rng: per_row)
         self.device = next(model.parameters()).device
 
-    def _logits(self, **inputs) -> torch.Tensor:
+    def logits(self, **inputs) -> torch.Tensor:
         with self.autocast():
             out = self.model(**inputs, use_cache=True, logits_to_keep=1)
         return out.logits[:, -1].to(dtype=torch.float32)
 
+    def prefill_forward(self, prompts: Sequence[Sequence[int]], cache) -> tuple:
+        """``generate``'s prefill of a bucket: left-padded, position ids that skip the padding; the cache, the
+        mask and the last position's logits (one row per prompt)."""
+        batch = left_pad(prompts, self.pad_id)
+        ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+        logits = self.logits(input_ids=ids, attention_mask=mask, position_ids=left_pad_positions(mask), cache=cache)
+        return cache, mask, logits
+
     def prefill(self, prompts: Sequence[Sequence[int]], out_rows: torch.Tensor, bucket_rows: int) -> LiveRows:
         """The bucket's prefill forward; each prompt's cache and logits then stand for its ``samples`` rows
         (``generate`` prefills every repeated row)."""
-        batch = left_pad(prompts, self.pad_id)
-        ids, mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+        cache, mask, logits = self.prefill_forward(prompts, growing_cache(self.model.config, self.max_new_tokens))
         pos = left_pad_positions(mask)
-        cache = growing_cache(self.model.config, self.max_new_tokens)
-        logits = self._logits(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache)
         if self.samples > 1:
             cache.batch_repeat_interleave(self.samples)
             logits, mask, pos = (t.repeat_interleave(self.samples, dim=0) for t in (logits, mask, pos))
@@ -296,42 +266,34 @@ class Decoder:
             rows = rows.compacted()
         return rows
 
-    def advance(self, rows: Optional[LiveRows], tokens: torch.Tensor, bucket_rows: int,
-                park_at: int) -> Optional[LiveRows]:
-        """Decode recorded rows until none is left (None) or ``park_at`` rows or fewer are."""
-        while rows is not None and rows.live > park_at:
+    def advance(self, rows: Optional[LiveRows], tokens: torch.Tensor, bucket_rows: int) -> None:
+        """Decode one bucket's recorded rows until none is left."""
+        while rows is not None:
             rows.mask = torch.cat([rows.mask, rows.mask.new_ones(len(rows), 1)], 1)
-            logits = self._logits(input_ids=rows.nxt[:, None], attention_mask=rows.mask,
-                                  position_ids=rows.pos[:, None], cache=rows.cache)
+            logits = self.logits(input_ids=rows.nxt[:, None], attention_mask=rows.mask,
+                                 position_ids=rows.pos[:, None], cache=rows.cache)
             rows.pos = rows.pos + 1
             rows.nxt = self.choose(logits, rows, bucket_rows)
             rows = self.record(rows, tokens)
-        return rows
 
     def run(self, buckets: List[List[Sequence[int]]], batch_size: int,
             on_bucket: Callable[[int], None] = lambda rows: None) -> List[List[int]]:
         """Generated token ids (up to and including EOS): ``samples`` rows per prompt, buckets in order;
-        ``on_bucket`` hears each bucket's prompt count once its rows are done or parked."""
+        ``on_bucket`` hears each bucket's prompt count once all its rows are decoding or done."""
+        from unlearn_cli.eval.slot_decode import SlotSchedule, full_attention
         total = sum(len(b) for b in buckets) * self.samples
         # one scratch row (index -1) and column past the last for rows that finished
         tokens = torch.full((total + 1, self.max_new_tokens + 1), -1, dtype=torch.long, device=self.device)
-        parked: List[LiveRows] = []
-        start = 0
-        for i, bucket in enumerate(buckets):
-            size = len(bucket) * self.samples
-            rows = self.prefill(bucket, torch.arange(start, start + size), size)
-            start += size
-            more = i + 1 < len(buckets)
-            park = self.merge_tails and mergeable(rows.cache)
-            rows = self.advance(self.record(rows, tokens), tokens, size,
-                                batch_size // PARK_FRACTION if park else 0)
-            if rows is not None:
-                parked.append(rows)
-            on_bucket(len(bucket))
-            if parked and sum(g.live for g in parked) * MERGE_FRACTION >= batch_size:
-                rows = self.advance(merge(parked, self.max_new_tokens), tokens, 0, batch_size // PARK_FRACTION if more else 0)
-                parked = [rows] if rows is not None else []
-        if parked:
-            self.advance(merge(parked, self.max_new_tokens), tokens, 0, 0)
+        limit = max((len(p) for b in buckets for p in b), default=0) + self.max_new_tokens
+        if self.share_slots and buckets and full_attention(self.model.config, limit):
+            SlotSchedule(self, batch_size, limit).run(buckets, tokens, on_bucket)
+        else:
+            start = 0
+            for bucket in buckets:
+                size = len(bucket) * self.samples
+                rows = self.prefill(bucket, torch.arange(start, start + size), size)
+                start += size
+                self.advance(self.record(rows, tokens), tokens, size)
+                on_bucket(len(bucket))
         rows_out = tokens[:-1].tolist()
         return [[t for t in row if t >= 0] for row in rows_out]
