@@ -41,6 +41,7 @@ from transformers.generation.logits_process import (LogitsProcessorList, Tempera
 
 from unlearn_cli.data.encoding import left_pad
 from unlearn_cli.eval.decode import left_pad_positions
+from unlearn_cli.eval.slot_decode import SlotSchedule, full_attention
 
 COMPACT_FRACTION = 8  # finished rows leave the cache once they are 1/8 of the batch
 
@@ -280,7 +281,6 @@ class Decoder:
             on_bucket: Callable[[int], None] = lambda rows: None) -> List[List[int]]:
         """Generated token ids (up to and including EOS): ``samples`` rows per prompt, buckets in order;
         ``on_bucket`` hears each bucket's prompt count once all its rows are decoding or done."""
-        from unlearn_cli.eval.slot_decode import SlotSchedule, full_attention
         total = sum(len(b) for b in buckets) * self.samples
         # one scratch row (index -1) and column past the last for rows that finished
         tokens = torch.full((total + 1, self.max_new_tokens + 1), -1, dtype=torch.long, device=self.device)
