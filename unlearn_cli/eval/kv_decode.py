@@ -6,10 +6,10 @@ batch does not need:
 
 * **Rows leave at EOS.** A row that emitted EOS, or its ``max_new_tokens``, is dropped from the batch and
   its KV cache (``generate`` keeps computing every finished row until the whole bucket is done).
-* **The batch stays full** (greedy, and ``per_row`` sampling, on full-attention models): rows that finish
-  hand their slot to the next bucket's prefilled rows (``eval.slot_decode``), so a step computes
-  ``batch_size`` rows until the last rows run out. The prefill of every bucket is the one ``generate`` runs,
-  so greedy outputs are the same (tested, token for token).
+* **The batch stays full** (greedy, and ``per_row`` sampling, when every layer sees the whole sequence):
+  rows that finish hand their slot to the next bucket's prefilled rows (``eval.slot_decode``), so a step
+  computes ``batch_size`` rows until the last rows run out. The prefill of every bucket is the one
+  ``generate`` runs, so greedy outputs are the same (tested, token for token).
 * **Sampling keeps generate's random stream.** ``torch.multinomial`` with one sample is argmax of
   ``p / q`` with ``q ~ Exp(1)`` drawn for the whole ``(rows, vocabulary)`` tensor, so drawing ``q`` for the
   bucket's full shape each step and keeping the live rows' slots reproduces generate's samples for the
@@ -18,14 +18,14 @@ batch does not need:
   (``TemperatureLogitsWarper``, ``TopKLogitsWarper``, ``TopPLogitsWarper``), applied in generate's order.
 * **Or a stream per row** (``sampling_rng: per_row``): inverse-CDF sampling with one uniform per row and
   step from the row's own seeded stream, so samples do not depend on the batch and sampled rows share slots too.
-* **One prefill per prompt** when it is sampled ``n`` times: its cache is repeated (``generate`` prefills
-  each copy).
+* **One prefill per prompt** when it is sampled ``n`` times: its cache is copied into its ``n`` rows
+  (``generate`` prefills each copy).
 
 Deviation from ``generate``: only the eval's decode settings are in force; a checkpoint's
 ``generation_config`` (say a repetition penalty) is not applied, so a number does not depend on what a
-checkpoint's author left in that file. Models whose sliding window is shorter than a prompt plus its continuation
-decode bucket by bucket; models whose
-cache is not transformers' ``DynamicCache`` (state-space or encoder-decoder models) use ``engine: generate``.
+checkpoint's author left in that file. Models whose sliding window is shorter than a prompt plus its
+continuation decode bucket by bucket; models whose cache is not transformers' ``DynamicCache`` (state-space or
+encoder-decoder models) use ``engine: generate``.
 """
 
 from __future__ import annotations
@@ -41,9 +41,7 @@ from transformers.generation.logits_process import (LogitsProcessorList, Tempera
 
 from unlearn_cli.data.encoding import left_pad
 from unlearn_cli.eval.decode import left_pad_positions
-from unlearn_cli.eval.slot_decode import SlotSchedule, full_attention
-
-COMPACT_FRACTION = 8  # finished rows leave the cache once they are 1/8 of the batch
+from unlearn_cli.eval.slot_decode import COMPACT_FRACTION, SlotSchedule, full_attention
 
 
 class GrowingLayer(DynamicLayer):

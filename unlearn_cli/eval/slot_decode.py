@@ -2,8 +2,8 @@
 
 A decode step costs far from in proportion to its rows: on a 57 M-parameter Llama on 2 CPU threads a step
 of 16 rows costs half of a step of 64, so a batch that empties as its rows stop wastes most of what dropping
-them saves (and on a GPU, where decoding is memory-bound, a step of 1 row costs about one of 64). Here the
-batch stays full. Each length bucket is prefilled exactly as ``model.generate`` prefills it; its rows then
+them saves (more so on a GPU, where a decode step is bound by reading the weights). Here the batch stays
+full. Each length bucket is prefilled exactly as ``model.generate`` prefills it; its rows then
 wait, with their first token chosen, and take the slot of a row that emitted EOS or its last token, so a
 decode step computes ``batch_size`` rows until the last bucket's rows are running out.
 
@@ -29,7 +29,7 @@ import torch
 from transformers import DynamicCache
 from transformers.cache_utils import DynamicLayer, DynamicSlidingWindowLayer
 
-COMPACT_FRACTION = 8  # once nothing waits, finished rows leave the batch when they are 1/8 of it
+COMPACT_FRACTION = 8  # finished rows leave the batch once they are 1/8 of it (here: once no row waits)
 
 
 class SlotLayer(DynamicLayer):
@@ -74,7 +74,7 @@ class SlotLayer(DynamicLayer):
         self._values[slots, :, :values.shape[2]] = values
 
     def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
-        n, width = key_states.shape[0], self.columns.shape[0]  # sizes from tensors: no Python ints to specialise on
+        n, width = key_states.shape[0], self.columns.shape[0]  # the slots computed, the columns attention sees
         rows = self._rows[:n]
         self._keys[rows, :, self.at] = key_states[:, :, -1]
         self._values[rows, :, self.at] = value_states[:, :, -1]
@@ -180,10 +180,9 @@ def aligned(states: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
 
 
 class SlotSchedule:
-    """Continuous batching over ``batch_size`` slots (see the module docstring).
-
-    ``prefill(bucket, out_rows)`` returns the bucket's left-padded prefill cache, mask and the rows' first-token
-    logits (one row per sample); ``choose`` and ``record`` are the decoder's token choice and bookkeeping."""
+    """Continuous batching over ``batch_size`` slots (see the module docstring) for a ``kv_decode.Decoder``:
+    its ``prefill_forward`` (``generate``'s prefill of a bucket), ``logits`` (one forward), ``choose`` (the token
+    choice), ``samples`` (rows per prompt), ``streams`` (per-row streams), ``max_new_tokens`` and ``eos_id``."""
 
     def __init__(self, decoder, batch_size: int, limit: int):
         self.decoder = decoder

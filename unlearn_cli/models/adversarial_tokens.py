@@ -62,6 +62,8 @@ class EmbeddingOverride:
     def _hook(self, module, args, kwargs):
         ids = kwargs.get("input_ids", args[0] if args else None)
         mask = kwargs.get("attention_mask")
+        if mask is not None and mask.dim() == 4:  # a prepared (rows, 1, queries, keys) mask, as native decoding
+            mask = mask[:, 0, -1, :]  # passes: its last query's row marks the real key positions
         if ids is None or kwargs.get("inputs_embeds") is not None:
             return None
         if mask is not None and mask.shape[1] != ids.shape[1]:  # a decoding step: the prompt is in the cache
