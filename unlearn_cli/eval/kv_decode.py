@@ -244,6 +244,11 @@ class Decoder:
         rows.nxt = self.choose(logits, rows, bucket_rows)
         return rows
 
+    def finished(self, chosen: torch.Tensor, count: torch.Tensor, alive: torch.Tensor) -> torch.Tensor:
+        """Which live rows are done once ``chosen`` is their ``count``-th token: EOS, or ``max_new_tokens``."""
+        done = alive & (count >= self.max_new_tokens)
+        return done | (alive & (chosen == self.eos_id)) if self.eos_id is not None else done
+
     def record(self, rows: LiveRows, tokens: torch.Tensor) -> Optional[LiveRows]:
         """Write the chosen tokens of the rows still decoding; a row that emitted EOS or its last token is
         finished (None: every row is). Finished rows leave the batch and its cache once they are an eighth of
@@ -252,9 +257,7 @@ class Decoder:
         alive = rows.alive()
         tokens[rows.out, rows.count] = rows.nxt
         rows.count += alive
-        done = alive & (rows.count >= self.max_new_tokens)
-        if self.eos_id is not None:
-            done |= alive & (rows.nxt == self.eos_id)
+        done = self.finished(rows.nxt, rows.count, alive)
         if bool(done.any()):
             rows.out = rows.out.masked_fill(done, -1)
             alive &= ~done

@@ -22,7 +22,7 @@ and ``generate``'s own sampling stream.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, List, Optional
 
 import torch
@@ -91,6 +91,9 @@ class SlotLayer(DynamicLayer):
         self._values[target, :, :columns] = self._values[source, :, :columns]
 
 
+_TRIM = None  # glibc's malloc_trim once looked up; False where there is none
+
+
 def return_freed_heap() -> None:
     """Hand the C heap's free pages back to the system (glibc's ``malloc_trim``; a no-op elsewhere).
 
@@ -109,9 +112,6 @@ def return_freed_heap() -> None:
             _TRIM = False
     if _TRIM:
         _TRIM(0)
-
-
-_TRIM = None
 
 
 def full_attention(config, limit: int) -> bool:
@@ -134,7 +134,6 @@ class Waiting:
     source: torch.Tensor  # (rows,) prompt of each row within the bucket (a prompt has ``samples`` rows)
     out: torch.Tensor  # (rows,) output row
     nxt: torch.Tensor  # (rows,) first token
-    length: torch.Tensor  # (rows,) prompt length: the column and position id of the token fed next
     streams: Optional[list] = None
     taken: int = 0
     prompts: int = 0  # the bucket's prompt count, reported once all its rows have a slot
@@ -149,7 +148,7 @@ class Waiting:
         self.keys = [k[prompts] for k in self.keys]
         self.values = [v[prompts] for v in self.values]
         self.pad = self.pad[prompts]
-        self.source, self.out, self.nxt, self.length = source, self.out[rest], self.nxt[rest], self.length[rest]
+        self.source, self.out, self.nxt = source, self.out[rest], self.nxt[rest]
         self.streams = self.streams[rest] if self.streams is not None else None
         self.taken = 0
 
@@ -163,7 +162,7 @@ class Slots:
     nxt: torch.Tensor  # (slots,) the token fed next
     at: torch.Tensor  # (slots,) its column and position id
     count: torch.Tensor  # (slots,) tokens generated so far
-    streams: list = field(default_factory=list)
+    streams: list  # (slots,) per-row stream of each slot (per_row sampling), else None
     active: int = 0  # slots computed: a prefix
     live: int = 0  # rows among them still decoding
 
@@ -225,19 +224,14 @@ class SlotSchedule:
         out = torch.arange(start, start + len(bucket) * n, device=dec.device)
         cache, mask, logits = dec.prefill_forward(bucket, DynamicCache(config=dec.model.config))
         keys, values = [layer.keys for layer in cache.layers], [layer.values for layer in cache.layers]
-        length = mask.sum(1)
         source = torch.arange(len(bucket), device=dec.device).repeat_interleave(n)
         streams = [dec.streams[i] for i in out.tolist()] if dec.streams is not None else None
         rows = _Rows(streams)
         nxt = dec.choose(logits.repeat_interleave(n, dim=0) if n > 1 else logits, rows, len(out))
         tokens[out, 0] = nxt
-        keep = torch.ones_like(out, dtype=torch.bool)
-        if dec.max_new_tokens <= 1:
-            keep[:] = False
-        if dec.eos_id is not None:
-            keep &= nxt != dec.eos_id
-        idx = keep.nonzero().flatten()
-        return Waiting(keys, values, mask.shape[1] - length, source[idx], out[idx], nxt[idx], length[source[idx]],
+        first = torch.ones_like(out)
+        idx = (~dec.finished(nxt, first, first.bool())).nonzero().flatten()
+        return Waiting(keys, values, mask.shape[1] - mask.sum(1), source[idx], out[idx], nxt[idx],
                        [streams[i] for i in idx.tolist()] if streams is not None else None, prompts=len(bucket))
 
     def _fill(self, slots: Slots, waiting: List[Waiting], on_bucket) -> List[Waiting]:
@@ -256,7 +250,8 @@ class SlotSchedule:
             for layer, keys, values in zip(slots.layers(), group.keys, group.values):
                 layer.place(where, aligned(keys[source], pad), aligned(values[source], pad))
             slots.out[where], slots.nxt[where] = group.out[pick], group.nxt[pick]
-            slots.at[where], slots.count[where] = group.length[pick], 1
+            slots.at[where] = group.keys[0].shape[2] - pad  # prompt length: column and position of the token fed next
+            slots.count[where] = 1
             if group.streams is not None:
                 for slot, stream in zip(where.tolist(), group.streams[pick]):
                     slots.streams[slot] = stream
@@ -310,9 +305,7 @@ class SlotSchedule:
         tokens[out, count] = nxt
         count += alive
         at += alive
-        done = alive & (count >= dec.max_new_tokens)
-        if dec.eos_id is not None:
-            done |= alive & (nxt == dec.eos_id)
+        done = dec.finished(nxt, count, alive)
         out.masked_fill_(done, -1)
         slots.nxt[:n] = nxt
         slots.live -= int(done.sum())
