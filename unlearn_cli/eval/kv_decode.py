@@ -13,8 +13,9 @@ batch does not need:
 * **Sampling keeps generate's random stream.** ``torch.multinomial`` with one sample is argmax of
   ``p / q`` with ``q ~ Exp(1)`` drawn for the whole ``(rows, vocabulary)`` tensor, so drawing ``q`` for the
   bucket's full shape each step and keeping the live rows' slots reproduces generate's samples for the
-  same seed while only live rows are computed. Sampled buckets are therefore decoded one after the other
-  (refilling slots from other buckets would reorder the draws). The warpers are transformers' own
+  same seed while only live rows are computed (on a CPU from the same generator's uniforms, with ``q``
+  computed only where it can decide the argmax: ``eval.multinomial_draw``). Sampled buckets are therefore
+  decoded one after the other (refilling slots from other buckets would reorder the draws). The warpers are transformers' own
   (``TemperatureLogitsWarper``, ``TopKLogitsWarper``, ``TopPLogitsWarper``), applied in generate's order.
 * **Or a stream per row** (``sampling_rng: per_row``): inverse-CDF sampling with one uniform per row and
   step from the row's own seeded stream, so samples do not depend on the batch and sampled rows share slots too.
@@ -41,6 +42,8 @@ from transformers.generation.logits_process import (LogitsProcessorList, Tempera
 
 from unlearn_cli.data.encoding import left_pad
 from unlearn_cli.eval.decode import left_pad_positions
+from unlearn_cli.eval import multinomial_draw
+from unlearn_cli.eval.decode_step import decode_step
 from unlearn_cli.eval.slot_decode import COMPACT_FRACTION, SlotSchedule, full_attention
 
 
@@ -158,9 +161,7 @@ def greedy_choice(logits: torch.Tensor, rows: LiveRows, bucket_rows: int) -> tor
 def sampling_choice(chain: LogitsProcessorList) -> Callable:
     """The draw of ``torch.multinomial(softmax(warped), 1)`` over the bucket's full shape, for the live rows."""
     def choose(logits: torch.Tensor, rows: LiveRows, bucket_rows: int) -> torch.Tensor:
-        probs = torch.softmax(chain(None, logits), dim=-1)
-        noise = torch.empty(bucket_rows, probs.shape[-1], dtype=probs.dtype, device=probs.device).exponential_(1)
-        return (probs / noise[rows.slot]).argmax(-1)
+        return multinomial_draw.draw(torch.softmax(chain(None, logits), dim=-1), rows.slot, bucket_rows)
     return choose
 
 
@@ -215,11 +216,20 @@ class Decoder:
         self.samples = samples  # rows per prompt: the prompt is prefilled once, its cache repeated
         self.streams = streams  # per-row generators in output-row order (sampling_rng: per_row)
         self.device = next(model.parameters()).device
+        self.step = decode_step(model)  # the model's decode step without transformers' plumbing, where exact
 
     def logits(self, **inputs) -> torch.Tensor:
         with self.autocast():
             out = self.model(**inputs, use_cache=True, logits_to_keep=1)
         return out.logits[:, -1].to(dtype=torch.float32)
+
+    def step_logits(self, ids: torch.Tensor, mask: torch.Tensor, pos: torch.Tensor, cache) -> torch.Tensor:
+        """The next-token logits of one decode step: through ``eval.decode_step`` when the model has one and
+        ``mask`` is the boolean 4-D mask of the positions each row sees, else through ``model(...)``."""
+        if self.step is not None and mask.dim() == 4:
+            with self.autocast():
+                return self.step(ids, mask, pos, cache).to(dtype=torch.float32)
+        return self.logits(input_ids=ids, attention_mask=mask, position_ids=pos, cache=cache)
 
     def prefill_forward(self, prompts: Sequence[Sequence[int]], cache) -> tuple:
         """``generate``'s prefill of a bucket: left-padded, position ids that skip the padding; the cache, the
@@ -268,12 +278,13 @@ class Decoder:
             rows = rows.compacted()
         return rows
 
-    def advance(self, rows: Optional[LiveRows], tokens: torch.Tensor, bucket_rows: int) -> None:
-        """Decode one bucket's recorded rows until none is left."""
+    def advance(self, rows: Optional[LiveRows], tokens: torch.Tensor, bucket_rows: int, whole: bool) -> None:
+        """Decode one bucket's recorded rows until none is left (``whole``: every layer sees every position)."""
         while rows is not None:
             rows.mask = torch.cat([rows.mask, rows.mask.new_ones(len(rows), 1)], 1)
-            logits = self.logits(input_ids=rows.nxt[:, None], attention_mask=rows.mask,
-                                 position_ids=rows.pos[:, None], cache=rows.cache)
+            # with full attention the last query sees exactly its row's unpadded columns
+            mask = rows.mask.bool()[:, None, None, :] if whole and self.step is not None else rows.mask
+            logits = self.step_logits(rows.nxt[:, None], mask, rows.pos[:, None], rows.cache)
             rows.pos = rows.pos + 1
             rows.nxt = self.choose(logits, rows, bucket_rows)
             rows = self.record(rows, tokens)
@@ -286,7 +297,8 @@ class Decoder:
         # one scratch row (index -1) and column past the last for rows that finished
         tokens = torch.full((total + 1, self.max_new_tokens + 1), -1, dtype=torch.long, device=self.device)
         limit = max((len(p) for b in buckets for p in b), default=0) + self.max_new_tokens
-        if self.share_slots and buckets and full_attention(self.model.config, limit):
+        whole = bool(buckets) and full_attention(self.model.config, limit)
+        if self.share_slots and whole:
             SlotSchedule(self, batch_size, limit).run(buckets, tokens, on_bucket)
         else:
             start = 0
@@ -294,7 +306,7 @@ class Decoder:
                 size = len(bucket) * self.samples
                 rows = self.prefill(bucket, torch.arange(start, start + size), size)
                 start += size
-                self.advance(self.record(rows, tokens), tokens, size)
+                self.advance(self.record(rows, tokens), tokens, size, whole)
                 on_bucket(len(bucket))
         rows_out = tokens[:-1].tolist()
         return [[t for t in row if t >= 0] for row in rows_out]

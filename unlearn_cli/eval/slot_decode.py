@@ -180,7 +180,7 @@ def aligned(states: torch.Tensor, pad: torch.Tensor) -> torch.Tensor:
 
 class SlotSchedule:
     """Continuous batching over ``batch_size`` slots (see the module docstring) for a ``kv_decode.Decoder``:
-    its ``prefill_forward`` (``generate``'s prefill of a bucket), ``logits`` (one forward), ``choose`` (the token
+    its ``prefill_forward`` (``generate``'s prefill of a bucket), ``step_logits`` (one decode step), ``choose`` (the token
     choice), ``samples`` (rows per prompt), ``streams`` (per-row streams), ``max_new_tokens`` and ``eos_id``."""
 
     def __init__(self, decoder, batch_size: int, limit: int):
@@ -297,8 +297,7 @@ class SlotSchedule:
         mask = columns[None] <= at[:, None]
         # SDPA takes the boolean mask as it is (transformers would build the same one from the 2-D form each step)
         mask = mask[:, None, None, :] if self.sdpa else mask.long()
-        logits = dec.logits(input_ids=slots.nxt[:n, None], attention_mask=mask, position_ids=at[:, None],
-                            cache=slots.cache)
+        logits = dec.step_logits(slots.nxt[:n, None], mask, at[:, None], slots.cache)
         nxt = dec.choose(logits, _Rows(slots.streams[:n]), n)
         out, count = slots.out[:n], slots.count[:n]
         alive = out >= 0
