@@ -45,15 +45,12 @@ def linear(layer, x: torch.Tensor) -> torch.Tensor:
 
 
 def _plain(model, family) -> bool:
-    """Whether every module of ``model`` is the family's own class or a plain ``nn.Linear`` / ``nn.Embedding``
-    (the rest by class name: the activation, the rotary module, the containers), none is hooked and none has
-    its ``forward`` replaced."""
+    """Whether no module of ``model`` is hooked or has its ``forward`` replaced, and the modules the step reads are
+    the family's own classes (by name), plain ``nn.Linear`` projections (no LoRA, quantised or otherwise
+    wrapped layer) and a plain ``nn.Embedding``."""
     layer_cls, attn_cls, mlp_cls, norm_cls = family
-    for module in model.modules():
-        if module._forward_hooks or module._forward_pre_hooks or "forward" in module.__dict__:
-            return False
-        if isinstance(module, torch.nn.Linear) and type(module) is not torch.nn.Linear:
-            return False  # LoRA, quantised or otherwise wrapped projection
+    if any(m._forward_hooks or m._forward_pre_hooks or "forward" in m.__dict__ for m in model.modules()):
+        return False
     inner = model.model
     if type(inner.embed_tokens) is not torch.nn.Embedding or inner.embed_tokens.max_norm is not None:
         return False

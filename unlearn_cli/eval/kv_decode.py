@@ -15,8 +15,9 @@ batch does not need:
   bucket's full shape each step and keeping the live rows' slots reproduces generate's samples for the
   same seed while only live rows are computed (on a CPU from the same generator's uniforms, with ``q``
   computed only where it can decide the argmax: ``eval.multinomial_draw``). Sampled buckets are therefore
-  decoded one after the other (refilling slots from other buckets would reorder the draws). The warpers are transformers' own
-  (``TemperatureLogitsWarper``, ``TopKLogitsWarper``, ``TopPLogitsWarper``), applied in generate's order.
+  decoded one after the other (refilling slots from other buckets would reorder the draws). The warpers are
+  transformers' own (``TemperatureLogitsWarper``, ``TopKLogitsWarper``, ``TopPLogitsWarper``), applied in
+  generate's order.
 * **Or a stream per row** (``sampling_rng: per_row``): inverse-CDF sampling with one uniform per row and
   step from the row's own seeded stream, so samples do not depend on the batch and sampled rows share slots too.
 * **One prefill per prompt** when it is sampled ``n`` times: its cache is copied into its ``n`` rows
@@ -41,8 +42,8 @@ from transformers.generation.logits_process import (LogitsProcessorList, Tempera
                                                     TopPLogitsWarper)
 
 from unlearn_cli.data.encoding import left_pad
-from unlearn_cli.eval.decode import left_pad_positions
 from unlearn_cli.eval import multinomial_draw
+from unlearn_cli.eval.decode import left_pad_positions
 from unlearn_cli.eval.decode_step import decode_step
 from unlearn_cli.eval.slot_decode import COMPACT_FRACTION, SlotSchedule, full_attention
 
