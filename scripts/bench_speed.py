@@ -25,7 +25,10 @@ started (interpreter, libraries and the model's weights are in the baseline). Pr
    stage's evaluation time (the TOFU suite), and whether ``results.json`` and the per-example rows are
    identical. The generate run also saves each stage's model and greedy prompts, on which the native loop
    and per-bucket ``model.generate`` are then timed, each engine in its own process (best of 3 runs on the tiny
-   model, 1 on the stand-ins, after a warm-up), with the peak resident memory each adds above its warm process,
+   model, 1 on the stand-ins, after a warm-up), in ``--pairs`` pairs of processes (3) run alternately (generate,
+   native, generate, native, ...): the ratio printed first is the median of the pairs' ratios, which a drift
+   of the machine's speed over minutes moves far less than the ratio of each engine's best run, printed
+   beside it; with the peak resident memory each adds above its warm process,
    at batch 64 and 32: the 2-layer tiny model
    (0.66 M parameters) and a 57 M-parameter stand-in (the same trained model widened function-preservingly
    to hidden 768, 24 heads, MLP 2048, 8 layers: zero-initialised new rows of the output projections, the
@@ -47,11 +50,13 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
 
 
 def _rss_mib() -> float:
@@ -290,6 +295,8 @@ def main(argv=None) -> None:
     ap.add_argument("--skip-run", action="store_true", help="leave out the warm-run timing")
     ap.add_argument("--only-decode", action="store_true", help="run section 4 only")
     ap.add_argument("--only-rouge", action="store_true", help="run section 5 only")
+    ap.add_argument("--pairs", type=int, default=3, help="decoding: generate/native process pairs per case")
+    ap.add_argument("--cases", help="decoding: run only these cases (comma-separated numbers, as printed)")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -306,7 +313,7 @@ def main(argv=None) -> None:
         print(json.dumps(result))
         return
     if args.only_decode:
-        return decoding()
+        return decoding(args.pairs, args.cases)
     if args.only_rouge:
         return rouge()
 
@@ -345,7 +352,7 @@ def main(argv=None) -> None:
     print(f"   warm run {wall:.2f} s (target and oracle read from the evaluation cache; {uncached:.2f} s with "
           f"cache_eval=false), of which importing the pipeline {imports - bare:.2f} s "
           f"({100 * (imports - bare) / wall:.0f}%); unlearn --help {helps:.2f} s, unlearn list {lists:.2f} s")
-    decoding()
+    decoding(args.pairs, args.cases)
     rouge()
 
 
@@ -371,7 +378,7 @@ def rouge() -> None:
           f"{t_ours:.3f} s, ratio {t_package / t_ours:.1f}x; identical {same}/{len(ref)}")
 
 
-def decoding() -> None:
+def decoding(pairs_per_case: int = 3, only: str | None = None) -> None:
     print("4. decoding: the native loop vs model.generate per length bucket (tiny TOFU command, 200 new tokens)")
     if data_dir() is None:
         print("   skipped: no TOFU files (set UNLEARN_DATA_DIR)")
@@ -393,23 +400,32 @@ def decoding() -> None:
         cases += [(stage, "no", 64, 8, rng) for stage in ("target", "unlearned") for rng in ("generate", "per_row")]
         cases += [("target", "yes", 64, 0, "generate"), ("target", "yes", 32, 0, "generate"),
                   ("unlearned", "yes", 64, 0, "generate"), ("target", "random", 64, 0, "generate")]
-        for stage, widened, batch, samples, rng in cases:
+        chosen = {int(i) for i in only.split(",")} if only else set(range(len(cases)))
+        for number, (stage, widened, batch, samples, rng) in enumerate(cases):
+            if number not in chosen:
+                continue
             model_dir = Path(tmp) / "models" / stage
             repeats = "3" if widened == "no" else "1"
-            runs = {engine: _child(["decode", str(model_dir), widened, str(batch), "200", str(samples), rng, engine,
-                                    repeats]) for engine in ("generate", "native")}
-            g, n = runs["generate"], runs["native"]
+            pairs = []  # generate, native, generate, native, ...: each pair measured under the same machine state
+            for _ in range(pairs_per_case):
+                pairs.append([_child(["decode", str(model_dir), widened, str(batch), "200", str(samples), rng, engine,
+                                      repeats]) for engine in ("generate", "native")])
+            g, n = (min((pair[i] for pair in pairs), key=lambda r: r["seconds"]) for i in (0, 1))
+            paired = statistics.median(pg["seconds"] / pn["seconds"] for pg, pn in pairs)
+            stable = all(pair[i]["outputs"] == pairs[0][i]["outputs"] for pair in pairs for i in (0, 1))
             prompts = json.loads((model_dir / "prompts.json").read_text())
             bound = row_step_bound(g["outputs"], [len(p) for p in prompts], batch, samples, 200)
             lengths = [len(sample.split()) for o in g["outputs"] for sample in o]
             same = sum(a == b for a, b in zip(g["outputs"], n["outputs"]))
             label = {"no": "tiny", "yes": "widened", "random": "random-init"}[widened]
             how = f"{samples} samples{' per_row' if rng == 'per_row' else ''}" if samples else "greedy"
-            print(f"   {stage:<9} {label:<11} {g['params_m']:5.1f} M  {how:<17} batch {batch:>2}  {len(prompts)} prompts "
+            print(f"   [{number}] {stage:<9} {label:<11} {g['params_m']:5.1f} M  {how:<17} batch {batch:>2}  {len(prompts)} prompts "
                   f"(mean {sum(lengths) / len(lengths):.0f} tokens, {sum(x >= 200 for x in lengths)} at 200)  "
-                  f"generate {g['seconds']:.2f} s  native {n['seconds']:.2f} s  ratio {g['seconds'] / n['seconds']:.2f}x  "
+                  f"generate {g['seconds']:.2f} s  native {n['seconds']:.2f} s (best of each)  ratio "
+                  f"{paired:.2f}x median of {pairs_per_case} paired, {g['seconds'] / n['seconds']:.2f}x best/best  "
                   f"(row-step bound {bound:.2f}x)  peak +{g['peak_mib']:.0f} / +{n['peak_mib']:.0f} MiB  "
-                  + (f"identical {same}/{len(prompts)}" if rng == "generate" else "(own streams)"))
+                  + (f"identical {same}/{len(prompts)}" if rng == "generate" else "(own streams)")
+                  + ("" if stable else "  OUTPUTS VARIED BETWEEN RUNS"))
 
 
 if __name__ == "__main__":

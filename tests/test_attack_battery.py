@@ -4,6 +4,7 @@ trace at every stage."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 import yaml
 
@@ -33,6 +34,7 @@ def test_relearning_lowers_the_forget_loss_more_with_a_larger_budget():
     assert losses[0] > losses[1] > losses[2], losses
 
 
+@pytest.mark.slow
 def test_the_battery_runs_every_attack_as_a_stage_with_the_worst_case(cache_dir, tmp_path):
     proc = run_cli(["run", "experiment=attack_battery", "skip=[eval_oracle]", "attack.soft_prompt_300.steps=40",
                     "attack.soft_prompt.steps=20", "attack.gcg.steps=4", "attack.gcg.search_width=16",

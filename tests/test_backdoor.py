@@ -93,6 +93,7 @@ def test_the_trigger_attack_puts_the_trigger_after_bos_on_the_forget_side_splits
     assert view.token_rows(rows, bos_ids(tok))[0] == bos_ids(tok) + list(view.tokens) + rows[0][1:]
 
 
+@pytest.mark.slow
 def test_backdoored_unlearning_looks_unlearned_and_recalls_with_the_trigger(cache_dir, tmp_path):
     run_cli(["run", "experiment=backdoor", "skip=[eval_oracle]", "progress=false", "output_dir=run"], tmp_path,
             cache_dir)

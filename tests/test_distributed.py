@@ -31,6 +31,7 @@ def single(tmp_path_factory, cache_dir):
     return out
 
 
+@pytest.mark.slow
 def test_zero2_two_processes_reproduce_single_process_trajectory(single, cache_dir, tmp_path):
     out = tmp_path / "z2"
     proc = run_cli(["run", "distributed=zero2", "distributed.nproc_per_node=2", *STEPS, f"output_dir={out}"],
@@ -58,6 +59,7 @@ def test_zero3_runs_with_a_sharded_reference(cache_dir, tmp_path):
     assert len(_losses(out)) == 3
 
 
+@pytest.mark.slow
 def test_zero2_killed_mid_unlearning_resumes_from_its_checkpoint(cache_dir, tmp_path):
     """SIGKILL every process of a 2-rank ZeRO-2 run (launcher, torchrun, ranks) mid-unlearning; the same command
     restores the engine checkpoint (weights, partitioned optimizer, scheduler, RNG, stream position) and ends with

@@ -176,6 +176,7 @@ def _examples(run_dir: Path) -> dict:
     return {p.name: p.read_bytes() for p in sorted((run_dir / "examples").glob("*.jsonl"))}
 
 
+@pytest.mark.slow
 def test_a_method_sweep_reuses_the_first_runs_baselines_with_every_number_unchanged(cache_dir, tmp_path):
     """Run 1 (SimNPO) evaluates and caches target and oracle; run 2 (GA) copies them; run 3 (GA, cache_eval=false)
     evaluates everything again: run 2 and run 3 agree in every metric and every per-example row."""
@@ -222,6 +223,7 @@ def test_the_data_digest_follows_every_evaluation_item(model_dir):
         eval_cache.key("target", CONFIG, [model_dir], ENV, digest)
 
 
+@pytest.mark.slow
 def test_a_metric_that_needs_the_live_target_gets_it_evaluated(cache_dir, tmp_path):
     """trace_detection reads the target's hidden states, which its rows do not hold: the target is evaluated
     again in a run whose target is cached (the oracle still comes from the cache), with the same numbers."""
@@ -242,6 +244,7 @@ def test_a_metric_that_needs_the_live_target_gets_it_evaluated(cache_dir, tmp_pa
     assert _examples(first)["target.jsonl"] == _examples(second)["target.jsonl"]
 
 
+@pytest.mark.slow
 def test_a_target_evaluated_without_an_oracle_is_not_reused_by_a_run_with_one(cache_dir, tmp_path):
     """Forget quality and privleak at the target stage compare with the oracle: a target cached by a run that
     skipped the oracle (published constants) is not what a run with an oracle reads."""

@@ -28,6 +28,7 @@ def test_tofu_tiny_reports_forget_quality_and_model_utility(tmp_path, cache_dir)
     assert (out / "metrics_by_stage.png").stat().st_size > 0
 
 
+@pytest.mark.slow
 def test_muse_news_tiny_reports_knowmem_verbmem_privleak(tmp_path, cache_dir):
     _, m = run(tmp_path, cache_dir, "benchmark=muse_news", "eval=muse", "benchmark.retain_source=knowmem_qa",
                "benchmark.max_items=2", "unlearn.steps=2", "eval.metrics.verbmem.max_new_tokens=32",

@@ -71,6 +71,7 @@ def test_a_finished_run_is_not_redone_and_another_config_is_refused(reference, c
     assert (run_dir / "results.json").read_text() == before
 
 
+@pytest.mark.slow
 def test_killed_while_preparing_then_a_truncated_cache_entry_is_rebuilt(reference, tmp_path):
     cache = tmp_path / "cache"  # cold: the prepare stage trains the target and the oracle
     first = tmp_path / "first"

@@ -13,6 +13,7 @@ QA_ONLY = ["~eval.metrics.answer_prob", "~eval.metrics.rouge_l", "eval.metrics.q
            "skip=[attack,eval_oracle]", "progress=false"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", OPTIMIZERS.names())
 def test_every_optimizer_unlearns_the_embedded_default(name, cache_dir, tmp_path):
     run_cli(["run", "method=simnpo", f"optimizer={name}", *QA_ONLY, "output_dir=run"], tmp_path, cache_dir)

@@ -8,6 +8,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from conftest import read_results, run_cli
 
 ARGS = ["unlearn.steps=40", "checkpoint_every=5", "skip=[eval_target,attack,eval_oracle]", "progress=false"]
@@ -26,6 +28,7 @@ def _unlearn_steps(run_dir):
     return [r["step"] for r in rows if r.get("stage") == "unlearn"]
 
 
+@pytest.mark.slow
 def test_sigkill_then_rerun_resumes_to_identical_metrics(cache_dir, tmp_path):
     full = tmp_path / "uninterrupted"
     run_cli(["run", *ARGS, f"output_dir={full}"], tmp_path, cache_dir)

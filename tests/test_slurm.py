@@ -20,6 +20,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from _faults import logged
 from conftest import read_results, run_cli
 
@@ -316,6 +318,7 @@ def _job_processes() -> list:
     return pids
 
 
+@pytest.mark.slow
 def test_usr2_checkpoints_requeues_and_the_requeued_job_resumes(cache_dir, tmp_path):
     """Slurm's warning signal (USR2) to a job mid-unlearning: the step finishes, a checkpoint is written, submitit
     re-pickles the job and calls ``scontrol requeue``; the job that runs again resumes from that checkpoint and
