@@ -58,6 +58,24 @@ import time
 from pathlib import Path
 
 
+# decoding cases, numbered as printed: (stage, widened, batch size, samples per prompt, sampling_rng)
+DECODE_CASES = [(stage, "no", batch, 0, "generate") for stage in ("target", "unlearned") for batch in (64, 32)]
+DECODE_CASES += [(stage, "no", 64, 8, rng) for stage in ("target", "unlearned") for rng in ("generate", "per_row")]
+DECODE_CASES += [("target", "yes", 64, 0, "generate"), ("target", "yes", 32, 0, "generate"),
+                 ("unlearned", "yes", 64, 0, "generate"), ("target", "random", 64, 0, "generate")]
+
+
+def _case_numbers(text: str) -> set:
+    """``--cases``: comma-separated numbers of ``DECODE_CASES``."""
+    try:
+        numbers = {int(item) for item in text.split(",")}
+    except ValueError:
+        numbers = {-1}
+    if not numbers <= set(range(len(DECODE_CASES))):
+        raise argparse.ArgumentTypeError(f"{text!r}: give comma-separated case numbers from 0 to "
+                                         f"{len(DECODE_CASES) - 1}")
+    return numbers
+
 
 def _rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -296,7 +314,8 @@ def main(argv=None) -> None:
     ap.add_argument("--only-decode", action="store_true", help="run section 4 only")
     ap.add_argument("--only-rouge", action="store_true", help="run section 5 only")
     ap.add_argument("--pairs", type=int, default=3, help="decoding: generate/native process pairs per case")
-    ap.add_argument("--cases", help="decoding: run only these cases (comma-separated numbers, as printed)")
+    ap.add_argument("--cases", type=_case_numbers,
+                    help="decoding: run only these cases (comma-separated numbers, as printed)")
     ap.add_argument("--child", nargs="+", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     if args.child:
@@ -378,7 +397,7 @@ def rouge() -> None:
           f"{t_ours:.3f} s, ratio {t_package / t_ours:.1f}x; identical {same}/{len(ref)}")
 
 
-def decoding(pairs_per_case: int = 3, only: str | None = None) -> None:
+def decoding(pairs_per_case: int = 3, chosen: set | None = None) -> None:
     print("4. decoding: the native loop vs model.generate per length bucket (tiny TOFU command, 200 new tokens)")
     if data_dir() is None:
         print("   skipped: no TOFU files (set UNLEARN_DATA_DIR)")
@@ -396,13 +415,8 @@ def decoding(pairs_per_case: int = 3, only: str | None = None) -> None:
         print(f"   TOFU suite, all stages: generate {total_g:.2f} s  native {total_n:.2f} s  "
               f"ratio {total_g / total_n:.2f}x; results.json and examples: "
               f"{_examples_equal(Path(tmp) / 'generate', Path(tmp) / 'native')}")
-        cases = [(stage, "no", batch, 0, "generate") for stage in ("target", "unlearned") for batch in (64, 32)]
-        cases += [(stage, "no", 64, 8, rng) for stage in ("target", "unlearned") for rng in ("generate", "per_row")]
-        cases += [("target", "yes", 64, 0, "generate"), ("target", "yes", 32, 0, "generate"),
-                  ("unlearned", "yes", 64, 0, "generate"), ("target", "random", 64, 0, "generate")]
-        chosen = {int(i) for i in only.split(",")} if only else set(range(len(cases)))
-        for number, (stage, widened, batch, samples, rng) in enumerate(cases):
-            if number not in chosen:
+        for number, (stage, widened, batch, samples, rng) in enumerate(DECODE_CASES):
+            if chosen is not None and number not in chosen:
                 continue
             model_dir = Path(tmp) / "models" / stage
             repeats = "3" if widened == "no" else "1"
