@@ -32,5 +32,41 @@ def run_cli(args, cwd: Path, cache: Path, expect_ok: bool = True, timeout: int =
     return proc
 
 
+@pytest.fixture
+def refuse(cache_dir, monkeypatch, capfd):
+    """``refuse(args, cwd)``: ``unlearn <args>`` run in this process, for input the CLI must refuse before a run
+    starts; returns what ``run_cli`` returns (exit code, stdout, stderr).
+
+    It runs ``cli.main`` as the program does, minus the interpreter start-up (about 5 s of imports per call,
+    which the test process has already paid), with the output captured at the file descriptors, so a stray
+    warning from any library counts as a line as it would in a terminal. The run itself is replaced by a
+    failure: input that passes validation fails the test instead of starting a run."""
+    from unlearn_cli import cli, interrupts
+
+    def started(argv):
+        raise AssertionError(f"unlearn {' '.join(argv)} passed validation and would have started a run")
+
+    def run(args, cwd: Path, env_extra=None):
+        import transformers
+
+        verbosity = transformers.utils.logging.get_verbosity()
+        monkeypatch.chdir(cwd)
+        for key, value in dict(UNLEARN_CACHE_DIR=str(cache_dir), WANDB_MODE="offline", **(env_extra or {})).items():
+            monkeypatch.setenv(key, value)
+        monkeypatch.setattr(cli, "_hydra_main", started)
+        monkeypatch.setattr(interrupts, "install", lambda: None)  # leave the test process's signal handlers be
+        capfd.readouterr()
+        try:
+            cli.main(list(args))
+            code = 0
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 1
+        finally:
+            transformers.utils.logging.set_verbosity(verbosity)
+        out, err = capfd.readouterr()
+        return subprocess.CompletedProcess(["unlearn", *args], code, out, err)
+    return run
+
+
 def read_results(run_dir: Path) -> dict:
     return json.loads((Path(run_dir) / "results.json").read_text())

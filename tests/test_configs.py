@@ -8,6 +8,7 @@ from hydra.core.global_hydra import GlobalHydra
 from unlearn_cli import components
 from unlearn_cli.cli import GROUPS, conf_dir
 from unlearn_cli.errors import UserError
+from unlearn_cli.models.build import check_paths
 from unlearn_cli.registry import ALL
 
 CONF = conf_dir()
@@ -72,3 +73,22 @@ def test_the_default_preset_takes_a_checkpoint_only_with_kind_pretrained():
         components.build(_compose(["model.oracle_path=/ckpt/retain90"]))
     with pytest.raises(UserError, match=r"^model.path=3: expected str or null for 'model'$"):
         components.build(_compose(["model.path=3"]))
+
+
+def test_a_hub_id_is_left_to_the_loader_and_a_missing_local_path_is_refused(tmp_path, monkeypatch):
+    """The presets' hub ids (``namespace/name``) pass the path check, which a check for a path separator refused;
+    a local path that is not there is one line naming the setting."""
+    import re
+
+    from unlearn_cli.errors import check_local_path
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "a").mkdir(parents=True)
+    for present in ("gpt2", "locuslab/tofu_ft_llama2-7b", "HuggingFaceH4/zephyr-7b-beta", "runs/a", str(tmp_path)):
+        check_local_path("model.path", present)
+    for missing in (str(tmp_path / "nope"), "./nope", "../nope", "~/nope", "runs/a/model"):
+        with pytest.raises(UserError, match=rf"^model.oracle_path '{re.escape(missing)}' does not exist$"):
+            check_local_path("model.oracle_path", missing)
+    for name in ("llama2_7b_tofu", "zephyr_7b_beta", "muse_news_target"):
+        spec = components.build(_compose([f"model={name}"])).components.model
+        check_paths(spec)  # the presets validate as they are

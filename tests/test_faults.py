@@ -23,11 +23,17 @@ def _start(run_dir: Path, cache: Path, cwd: Path):
 
 
 @pytest.fixture(scope="module")
-def reference(cache_dir, tmp_path_factory) -> dict:
-    """The metrics of the same command run without interruption."""
+def reference_run(cache_dir, tmp_path_factory) -> Path:
+    """The run directory of the same command run without interruption."""
     out = tmp_path_factory.mktemp("uninterrupted") / "run"
     run_cli(["run", *ARGS, f"output_dir={out}"], out.parent, cache_dir)
-    return read_results(out)["metrics"]
+    return out
+
+
+@pytest.fixture(scope="module")
+def reference(reference_run) -> dict:
+    """The metrics of the same command run without interruption."""
+    return read_results(reference_run)["metrics"]
 
 
 POINTS = {  # kill point -> (when to kill, the stages the re-run reads back)
@@ -60,13 +66,13 @@ def test_sigkill_then_the_same_command_completes_with_identical_metrics(point, r
         assert (run_dir / "examples" / f"{stage}.jsonl").stat().st_size > 0
 
 
-def test_a_finished_run_is_not_redone_and_another_config_is_refused(reference, cache_dir, tmp_path):
-    run_dir = tmp_path / "run"
-    run_cli(["run", *ARGS, f"output_dir={run_dir}"], tmp_path, cache_dir)
+def test_a_finished_run_is_not_redone_and_another_config_is_refused(reference_run, cache_dir, refuse, tmp_path):
+    """The uninterrupted run's directory (a run with checkpoints on), re-run: nothing is redone or rewritten."""
+    run_dir = reference_run
     before = (run_dir / "results.json").read_text()
     proc = run_cli(["run", *ARGS, f"output_dir={run_dir}"], tmp_path, cache_dir)
     assert "already complete" in proc.stdout and (run_dir / "results.json").read_text() == before
-    proc = run_cli(["run", *ARGS, "method=npo", f"output_dir={run_dir}"], tmp_path, cache_dir, expect_ok=False)
+    proc = refuse(["run", *ARGS, "method=npo", f"output_dir={run_dir}"], tmp_path)
     assert proc.returncode == 2 and "already holds a finished run of another config" in proc.stderr
     assert (run_dir / "results.json").read_text() == before
 

@@ -32,11 +32,10 @@ def test_the_robustness_preset_sweeps_every_registered_optimizer():
     assert len(str(preset.hydra.sweeper.params.seed).split(",")) >= 3
 
 
-def test_the_presets_sweep_points_are_validated_before_any_runs(cache_dir, tmp_path):
+def test_the_presets_sweep_points_are_validated_before_any_runs(refuse, tmp_path):
     """``optimizer.rho=0.5`` is a key of the preset's sam / gp / cr points but not of adamw's: one line before
     anything runs, and no run directory is made."""
-    proc = run_cli(["run", "-m", "experiment=optimizer_robustness", "optimizer.rho=0.5"], tmp_path, cache_dir,
-                   expect_ok=False)
+    proc = refuse(["run", "-m", "experiment=optimizer_robustness", "optimizer.rho=0.5"], tmp_path)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 2 and len(lines) == 1, proc.stderr
     assert "optimizer.rho" in lines[0]

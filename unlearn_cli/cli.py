@@ -149,6 +149,7 @@ def validate(overrides: List[str], multirun: bool) -> int:
     from hydra.core.global_hydra import GlobalHydra
 
     from unlearn_cli import components, progress, rundir
+    from unlearn_cli.models.build import check_paths
 
     progress.quiet_libraries()
     own = [o for o in overrides if not o.lstrip("+~").startswith("hydra")]
@@ -159,7 +160,9 @@ def validate(overrides: List[str], multirun: bool) -> int:
         for point in points:
             cfg = _compose_one(point)
             sweep_dir = f"{cfg.output_root}/multirun/{cfg.sweep_name}" if multirun else None
-            settings = components.build(cfg, sweep_dir).settings
+            built = components.build(cfg, sweep_dir)
+            settings = built.settings
+            check_paths(built.components.model)
             rundir.claim(settings.run_dir, settings.overwrite, settings.config_hash, create=False)
     GlobalHydra.instance().clear()
     return len(points)

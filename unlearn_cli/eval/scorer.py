@@ -24,8 +24,6 @@ changes the prompts of the splits it targets for every request of the stage.
 from __future__ import annotations
 
 import functools
-import os
-from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 import numpy as np
@@ -36,7 +34,7 @@ from unlearn_cli.eval import stats
 from unlearn_cli.eval.decode import DecodeSettings, Sampling, generate
 from unlearn_cli.models.build import context_length
 from unlearn_cli.eval.inputs import EvalInputs
-from unlearn_cli.errors import UserError
+from unlearn_cli.errors import UserError, check_local_path
 from unlearn_cli.eval.ops import (TokenStats, answer_nll, fit_rows, grad_norms, mcq_logprobs, prompt_activations,
                                   shared_prefix_nll, token_stats)
 from unlearn_cli.eval.views import PromptView
@@ -49,8 +47,7 @@ MIA_DEFAULT = ("loss", "zlib", "min_k", "min_k_pp")  # the attacks a suite runs 
 def calibration_model(path: str, dtype, device_type: str):
     """The membership attack's calibration model (loaded once per run; safetensors, no remote code)."""
     from transformers import AutoModelForCausalLM
-    if os.path.sep in str(path) and not Path(path).exists():
-        raise UserError(f"mia calibration_model '{path}' does not exist")
+    check_local_path("mia calibration_model", path)
     model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, use_safetensors=True, trust_remote_code=False)
     return model.to(device_type).eval()
 

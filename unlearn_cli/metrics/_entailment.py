@@ -12,15 +12,13 @@ only, no remote code; the entailment class is found by name in ``config.id2label
 
 from __future__ import annotations
 
-import os
 from functools import lru_cache
-from pathlib import Path
 from typing import List, Sequence
 
 import numpy as np
 import torch
 
-from unlearn_cli.errors import UserError
+from unlearn_cli.errors import UserError, check_local_path
 
 
 class EntailmentJudge:
@@ -28,8 +26,7 @@ class EntailmentJudge:
 
     def __init__(self, path: str, batch_size: int = 64):
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
-        if os.path.sep in str(path) and not Path(path).exists():
-            raise UserError(f"judge_model '{path}' does not exist")
+        check_local_path("judge_model", path)
         self.model = AutoModelForSequenceClassification.from_pretrained(path, use_safetensors=True,
                                                                         trust_remote_code=False).eval()
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)

@@ -15,7 +15,7 @@ from transformers import (AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llam
 
 from unlearn_cli.bounds import PositiveInt
 from unlearn_cli.data.encoding import PromptFormat
-from unlearn_cli.errors import UserError
+from unlearn_cli.errors import UserError, check_local_path
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -61,6 +61,14 @@ class ModelSpec:
         if self.kind == "tiny" and self.num_kv_heads and self.num_heads % self.num_kv_heads:
             raise UserError(f"model.num_heads={self.num_heads} must be a multiple of model.num_kv_heads="
                             f"{self.num_kv_heads}")
+
+
+
+def check_paths(spec: ModelSpec) -> None:
+    """A local ``model.path``, ``model.oracle_path`` or ``model.tokenizer_path`` that does not exist is one
+    UserError naming it (the CLI checks this before any run starts; hub ids are left to the loader)."""
+    for key in ("path", "oracle_path", "tokenizer_path"):
+        check_local_path(f"model.{key}", getattr(spec, key))
 
 
 def prompt_format(spec: ModelSpec, tokenizer) -> PromptFormat:
@@ -120,8 +128,7 @@ def build_tiny(spec: ModelSpec, vocab: int, tokenizer, seed: int):
 def load_pretrained(path: str, spec: ModelSpec, key: str = "model.path"):
     """Load model + tokenizer from a directory or hub id (safetensors only by default); a missing directory or
     unreadable (truncated, damaged) weights are one UserError naming ``key`` and the path."""
-    if os.path.sep in str(path) and not Path(path).exists():
-        raise UserError(f"{key} '{path}' does not exist")
+    check_local_path(key, path)
     kwargs = dict(dtype=DTYPES[spec.dtype], trust_remote_code=spec.trust_remote_code, use_safetensors=True)
     if spec.attn_implementation:
         kwargs["attn_implementation"] = spec.attn_implementation
