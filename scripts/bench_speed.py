@@ -35,7 +35,10 @@ started (interpreter, libraries and the model's weights are in the baseline). Pr
    RMSNorm gains rescaled for the wider mean), which answers and stops like the fine-tuned model while
    costing per token what a 57 M model costs. A random-initialised model never emits EOS; the same
    stand-in architecture at random initialisation is timed too (no row stops early). Sampling: 8 samples per
-   prompt (temperature 0.8, top-p 0.9, top-k 20, seed 0) on the tiny model, same samples required. Each case
+   prompt (temperature 0.8, top-p 0.9, top-k 20, seed 0) on the tiny model, with the native loop's two streams:
+   ``per_row`` (the default; its own samples, which must not vary between runs) and ``generate``'s stream (the
+   same samples as ``model.generate`` required). The TOFU command runs with ``cache_eval=false``, so every
+   stage is evaluated (and captured) by both engines. Each case
    also prints its *row-step bound*: the decode steps x rows ``generate`` computes (every row of a bucket until
    the bucket's longest is done) over those the rows need on their own (their tokens, EOS included) -- the most
    that dropping finished rows can gain where a step's cost is proportional to its rows (prefill excluded). A
@@ -166,7 +169,7 @@ def child_npo(cache: bool, steps: int, threads: int) -> dict:
 
 TOFU_RUN = ["benchmark=tofu", "model=tiny", "benchmark.split=forget01", "benchmark.num_forget_authors=2",
             "benchmark.max_items=40", "unlearn.lr=1e-3", "attack=none", "eval.decode.max_new_tokens=200",
-            "progress=false", "overwrite=true"]
+            "progress=false", "overwrite=true", "cache_eval=false"]
 
 
 def child_tofu_suite(engine: str, out_dir: str, capture: bool) -> dict:
@@ -432,8 +435,8 @@ def decoding(pairs_per_case: int = 3, chosen: set | None = None) -> None:
             lengths = [len(sample.split()) for o in g["outputs"] for sample in o]
             same = sum(a == b for a, b in zip(g["outputs"], n["outputs"]))
             label = {"no": "tiny", "yes": "widened", "random": "random-init"}[widened]
-            how = f"{samples} samples{' per_row' if rng == 'per_row' else ''}" if samples else "greedy"
-            print(f"   [{number}] {stage:<9} {label:<11} {g['params_m']:5.1f} M  {how:<17} batch {batch:>2}  {len(prompts)} prompts "
+            how = f"{samples} samples {rng}" if samples else "greedy"
+            print(f"   [{number}] {stage:<9} {label:<11} {g['params_m']:5.1f} M  {how:<18} batch {batch:>2}  {len(prompts)} prompts "
                   f"(mean {sum(lengths) / len(lengths):.0f} tokens, {sum(x >= 200 for x in lengths)} at 200)  "
                   f"generate {g['seconds']:.2f} s  native {n['seconds']:.2f} s (best of each)  ratio "
                   f"{paired:.2f}x median of {pairs_per_case} paired, {g['seconds'] / n['seconds']:.2f}x best/best  "

@@ -80,20 +80,40 @@ def test_samples_equal_generate_for_the_same_seed(arch):
     model, tok, prompts = _setup(arch)
     for sampling in (Sampling(3, temperature=0.7, top_p=0.9, top_k=20), Sampling(2)):
         ref = generate(model, tok, prompts[:10], 12, 8, NULL, sampling=sampling, seed=5, engine="generate")
-        got = generate(model, tok, prompts[:10], 12, 8, NULL, sampling=sampling, seed=5, engine="native")
+        got = generate(model, tok, prompts[:10], 12, 8, NULL, sampling=sampling, seed=5, engine="native",
+                       sampling_rng="generate")
         assert got == ref
-        other = generate(model, tok, prompts[:10], 12, 8, NULL, sampling=sampling, seed=6, engine="native")
+        other = generate(model, tok, prompts[:10], 12, 8, NULL, sampling=sampling, seed=6, engine="native",
+                         sampling_rng="generate")
         assert other != got  # the seed decides the samples
         assert all(len(s) == sampling.n for s in got)
 
 
-def test_sampling_leaves_the_callers_rng_untouched():
+@pytest.mark.parametrize("engine,rng", [("native", "per_row"), ("native", "generate"), ("generate", "auto")])
+def test_sampling_leaves_the_callers_rng_untouched(engine, rng):
     model, tok, prompts = _setup("llama")
     torch.manual_seed(0)
     expected = torch.rand(1)
     torch.manual_seed(0)
-    generate(model, tok, prompts[:6], 8, 4, NULL, sampling=Sampling(2), seed=1)
+    generate(model, tok, prompts[:6], 8, 4, NULL, sampling=Sampling(2), seed=1, engine=engine, sampling_rng=rng)
     assert torch.equal(torch.rand(1), expected)
+
+
+def test_the_default_stream_is_per_row_on_the_native_engine_and_generates_own_on_engine_generate():
+    """``sampling_rng: auto`` (the default): per-row streams on the native loop, ``model.generate``'s draws
+    under ``engine: generate`` (where ``per_row`` is refused); the two streams give different samples."""
+    from unlearn_cli.eval.decode import DecodeSettings
+    assert DecodeSettings().sampling_rng == "auto"
+    assert DecodeSettings(engine="generate").sampling_rng == "auto"  # accepted: auto is generate's stream there
+    model, tok, prompts = _setup("llama")
+    sampling = Sampling(3, temperature=0.9, top_p=0.95, top_k=20)
+
+    def run(**kw):
+        return generate(model, tok, prompts[:10], 12, 8, NULL, sampling=sampling, seed=5, **kw)
+    default = run()
+    assert default == run(sampling_rng="per_row")
+    assert run(engine="generate") == run(engine="generate", sampling_rng="generate") == run(sampling_rng="generate")
+    assert default != run(sampling_rng="generate")
 
 
 def test_growing_layer_writes_in_place_selects_rows_and_refuses_overflow():

@@ -36,10 +36,12 @@ class DecodeSettings:
     ``max_text_tokens`` truncates raw texts scored for membership inference. ``engine``: ``native``
     (the project's KV-cache loop, ``eval.kv_decode``) or ``generate`` (``model.generate`` per length
     bucket: the reference it is tested against, and the path for models without a ``DynamicCache``).
-    ``sampling_rng``: ``generate`` draws as ``model.generate`` does (the same samples under both engines,
-    but they depend on the batch size and buckets run one after another); ``per_row`` gives every
-    (prompt, sample) its own stream seeded from ``seed``, so samples do not depend on ``batch_size`` and
-    sampled rows of different buckets share the batch like greedy ones (native engine only)."""
+    ``sampling_rng``: ``per_row`` gives every (prompt, sample) its own stream seeded from ``seed``, so
+    samples do not depend on ``batch_size`` and sampled rows of different buckets share the batch like greedy
+    ones (native engine only); ``generate`` draws as ``model.generate`` does (the same samples under both
+    engines, but they depend on the batch size and buckets run one after another: the samples of versions
+    before ``per_row`` became the default); ``auto`` (the default) is ``per_row`` on the native engine and
+    ``generate`` on ``engine: generate``, the one stream that engine has."""
 
     max_new_tokens: PositiveInt = 24
     batch_size: PositiveInt = 256
@@ -49,12 +51,12 @@ class DecodeSettings:
     seed: NonNegativeInt = 0
     max_text_tokens: PositiveInt = 512
     engine: Literal["native", "generate"] = "native"
-    sampling_rng: Literal["generate", "per_row"] = "generate"
+    sampling_rng: Literal["auto", "per_row", "generate"] = "auto"
 
     def __post_init__(self):
         if self.engine == "generate" and self.sampling_rng == "per_row":
             raise UserError("eval.decode.sampling_rng 'per_row' needs eval.decode.engine 'native' (model.generate "
-                            "draws for the whole batch); valid with engine 'generate': generate")
+                            "draws for the whole batch); valid with engine 'generate': auto, generate")
 
 
 @dataclass(frozen=True)
@@ -120,10 +122,10 @@ def seeded(seed: int, device: torch.device):
 @torch.no_grad()
 def generate(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens: int, batch_size: int,
              autocast, sampling: Optional[Sampling] = None, seed: int = 0,
-             desc: str = "generate", engine: str = "native", sampling_rng: str = "generate") -> List[List[str]]:
+             desc: str = "generate", engine: str = "native", sampling_rng: str = "auto") -> List[List[str]]:
     """Continuations of ``prompts`` (decoded, special tokens stripped), one list per prompt:
     one greedy string, or ``sampling.n`` samples. Prompts are length-bucketed and left-padded;
-    ``batch_size`` bounds prompts x samples per bucket."""
+    ``batch_size`` bounds prompts x samples per bucket; ``sampling_rng`` as in ``DecodeSettings``."""
     dev = model_device(model)
     n = sampling.n if sampling else 1
     prompts = fit_prompts(prompts, context_length(model), max_new_tokens, desc)
@@ -136,7 +138,7 @@ def generate(model, tokenizer, prompts: Sequence[Sequence[int]], max_new_tokens:
                                            advance)
         else:
             decoded = _native(model, tokenizer, prompts, buckets, max_new_tokens, autocast, sampling, advance,
-                              seed if sampling_rng == "per_row" else None)
+                              seed if sampling_rng in ("auto", "per_row") else None)
     for idx, texts in zip(buckets, decoded):
         for row, i in enumerate(idx):
             out[i] = [t.strip() for t in texts[row * n:(row + 1) * n]]

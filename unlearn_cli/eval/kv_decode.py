@@ -10,16 +10,17 @@ batch does not need:
   rows that finish hand their slot to the next bucket's prefilled rows (``eval.slot_decode``), so a step
   computes ``batch_size`` rows until the last rows run out. The prefill of every bucket is the one
   ``generate`` runs, so greedy outputs are the same (tested, token for token).
-* **Sampling keeps generate's random stream.** ``torch.multinomial`` with one sample is argmax of
-  ``p / q`` with ``q ~ Exp(1)`` drawn for the whole ``(rows, vocabulary)`` tensor, so drawing ``q`` for the
+* **A stream per row** (``sampling_rng: per_row``, which the default ``auto`` means on this engine):
+  inverse-CDF sampling with one uniform per row and step from the row's own seeded stream, so samples do not
+  depend on the batch and sampled rows share slots too.
+* **Or generate's random stream** (``sampling_rng: generate``). ``torch.multinomial`` with one sample is argmax
+  of ``p / q`` with ``q ~ Exp(1)`` drawn for the whole ``(rows, vocabulary)`` tensor, so drawing ``q`` for the
   bucket's full shape each step and keeping the live rows' slots reproduces generate's samples for the
   same seed while only live rows are computed (on a CPU from the same generator's uniforms, with ``q``
   computed only where it can decide the argmax: ``eval.multinomial_draw``). Sampled buckets are therefore
   decoded one after the other (refilling slots from other buckets would reorder the draws). The warpers are
   transformers' own (``TemperatureLogitsWarper``, ``TopKLogitsWarper``, ``TopPLogitsWarper``), applied in
   generate's order.
-* **Or a stream per row** (``sampling_rng: per_row``): inverse-CDF sampling with one uniform per row and
-  step from the row's own seeded stream, so samples do not depend on the batch and sampled rows share slots too.
 * **One prefill per prompt** when it is sampled ``n`` times: its cache is copied into its ``n`` rows
   (``generate`` prefills each copy).
 
